@@ -1,0 +1,61 @@
+"""Score a file: ``python -m infer --model DIR --input FILE --output FILE``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m infer", description=__doc__)
+    p.add_argument("--model", required=True, help="model folder written by `python -m train`")
+    p.add_argument("--input", required=True, help="JSONL, CSV or Parquet file (format from the extension)")
+    p.add_argument("--output", required=True, help="JSONL, CSV or Parquet file (format from the extension)")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--id-column", default="id", help="passed through; the 1-based row number when absent")
+    p.add_argument("--input-format", choices=["jsonl", "csv", "parquet"])
+    p.add_argument("--output-format", choices=["jsonl", "csv", "parquet"])
+    p.add_argument("--device", default=None, help="cuda, mps, cpu, cuda:1 ... (default: auto)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--max-tokens", type=int, default=None, help="token budget per batch (padded)")
+    p.add_argument("--max-batch-size", type=int, default=64)
+    p.add_argument("--chunk-size", type=int, default=2048, help="rows read, scored and flushed at a time")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same output")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--allow-pickle", action="store_true", help="allow loading .bin (pickle) weights")
+    p.add_argument("--trust-remote-code", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .io import InputError, detect_format, read_rows
+    from .model import Classifier, ModelFolderError
+    from .score import score_file
+
+    try:
+        # Check the input and output before the (slower) model load.
+        detect_format(args.output, args.output_format)
+        read_rows(args.input, args.text_column, args.id_column, args.input_format)
+        clf = Classifier.from_pretrained(args.model, device=args.device, precision=args.precision,
+                                         allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+                                         max_tokens=args.max_tokens, max_batch_size=args.max_batch_size)
+        print(f"model {args.model} on {clf.device} ({clf.precision})", file=sys.stderr)
+        counts = score_file(clf, args.input, args.output, text_column=args.text_column, id_column=args.id_column,
+                            input_format=args.input_format, output_format=args.output_format,
+                            chunk_size=args.chunk_size, resume=args.resume, progress=not args.no_progress)
+    except (InputError, ModelFolderError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    print(f"wrote {args.output}: {summary}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

