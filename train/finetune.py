@@ -55,6 +55,12 @@ def resolve_bf16(value) -> bool:
     return cpu_has_native_bf16()
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def class_weights(recipe: Recipe, train_labels: list[int], n_labels: int):
     cw = recipe.loss.class_weights
     if cw in ("none", None):
@@ -143,6 +149,8 @@ def main(argv=None) -> Path:
     training = dict(recipe.training)
     training["output_dir"] = str(run_dir / "checkpoints")
     training["bf16"] = resolve_bf16(training.get("bf16", False))
+    if training["bf16"] and not _cuda_available():
+        training["use_cpu"] = True  # bf16 autocast on CPU: accelerate requires the CPU to be asked for
     if eval_ds is None:
         for key in ("eval_strategy", "load_best_model_at_end"):
             training.pop(key, None)
