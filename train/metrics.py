@@ -163,3 +163,56 @@ def classification_metrics(y_true, probs, labels: list[str], positive_label: str
         k = labels.index(positive_label)
         return binary_metrics(np.asarray(y_true) == k, probs[:, k], 0.5 if threshold is None else threshold)
     return multiclass_metrics(y_true, probs, labels)
+
+
+# -- evaluation reports: calibration bins, confusion matrices, one-vs-rest ranking ------------
+
+def reliability_bins(y_true, scores, bins: int = 10) -> list[dict]:
+    """Per non-empty equal-width bin (the same bins as ``expected_calibration_error``): its
+    range, row count, mean score and observed positive rate: the reliability diagram's points."""
+    y = np.asarray(y_true, dtype=float)
+    s = np.asarray(scores, dtype=float)
+    idx = np.minimum((s * bins).astype(int), bins - 1)
+    out = []
+    for b in range(bins):
+        mask = idx == b
+        if mask.any():
+            out.append({"low": b / bins, "high": (b + 1) / bins, "n": int(mask.sum()),
+                        "mean_score": float(s[mask].mean()), "observed": float(y[mask].mean())})
+    return out
+
+
+def confusion_matrix(y_true, y_pred, n_labels: int) -> list[list[int]]:
+    """``matrix[i][j]``: rows of true class ``i`` predicted as class ``j``."""
+    matrix = np.zeros((n_labels, n_labels), dtype=int)
+    np.add.at(matrix, (np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)), 1)
+    return matrix.tolist()
+
+
+def one_vs_rest_metrics(y_true, probs, labels: list[str]) -> dict:
+    """Per-class AUROC and AUPRC (each class against the rest) and their macro means over the
+    classes where they are defined (None where no class has both outcomes)."""
+    y = np.asarray(y_true).astype(int)
+    probs = np.asarray(probs, dtype=float)
+    per_class = {name: {"auroc": auroc(y == k, probs[:, k]), "auprc": average_precision(y == k, probs[:, k])}
+                 for k, name in enumerate(labels)}
+
+    def macro(key):
+        values = [c[key] for c in per_class.values() if c[key] is not None]
+        return float(np.mean(values)) if values else None
+
+    return {"macro_auroc": macro("auroc"), "macro_auprc": macro("auprc"), "per_class": per_class}
+
+
+def multiclass_brier(y_true, probs) -> float:
+    """Mean over rows of the squared distance between the probability vector and the one-hot truth."""
+    probs = np.asarray(probs, dtype=float)
+    onehot = np.eye(probs.shape[1])[np.asarray(y_true, dtype=int)]
+    return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
+
+
+def top_label_ece(y_true, probs, bins: int = 10) -> float:
+    """ECE of the predicted class's probability against whether the prediction was right."""
+    probs = np.asarray(probs, dtype=float)
+    correct = probs.argmax(axis=1) == np.asarray(y_true, dtype=int)
+    return expected_calibration_error(correct, probs.max(axis=1), bins)

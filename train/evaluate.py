@@ -1,0 +1,310 @@
+"""Evaluate a model folder on labelled data: ``python -m train.evaluate --model DIR --data FILE``.
+
+Reads top to bottom: parse -> load labelled rows (any JSONL/CSV/Parquet file, optionally one
+split of it) -> score them with the ``infer`` runtime -> metrics at the model's saved threshold,
+threshold-free metrics, calibration, seeded bootstrap intervals, per-slice metrics -> write
+``metrics.json``, ``report.md`` and PNG plots to the output folder.
+
+The metrics are ``train.metrics``, the same functions the training loop reports, computed
+directly with numpy: nothing is fetched from a hub. Message text is never logged or written
+to the report; examples are named by id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+from .data import DataError  # noqa: E402
+from .eval_data import DataSpec, LabelledRows, label_key, load_labelled  # noqa: E402
+from .metrics import (auroc, average_precision, binary_metrics, bootstrap_ci, confusion_matrix,  # noqa: E402
+                      multiclass_brier, multiclass_metrics, one_vs_rest_metrics, precision_recall_f1,
+                      top_label_ece)
+from .threshold import select_threshold  # noqa: E402
+
+logger = logging.getLogger("train.evaluate")
+
+CI_LEVEL = 0.95
+TOP_ERRORS = 10
+#: Metrics that need both classes in a slice; which of them a one-class slice still has.
+_NEEDS_BOTH = ("precision", "recall", "f1", "false_positive_rate", "auroc", "auprc", "recall_at_1pct_fpr",
+               "recall_at_5pct_fpr")
+_STILL_DEFINED = {"positive": ("recall",), "negative": ("false_positive_rate",)}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m train.evaluate", description="Evaluate a model folder on labelled data.")
+    p.add_argument("--model", required=True, help="model folder written by `python -m train`")
+    p.add_argument("--data", required=True, help="labelled JSONL, CSV or Parquet file")
+    p.add_argument("--split", help="evaluate only rows whose split column has this value (e.g. test)")
+    p.add_argument("--split-column", default="split")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--id-column", default="id")
+    p.add_argument("--label-map", nargs="*", default=[], metavar="RAW=LABEL",
+                   help="map raw label values to the model's labels, e.g. true=grooming false=benign")
+    p.add_argument("--messages-column", help="conversation-format data: the column with the list of messages")
+    p.add_argument("--roles", nargs="*", default=["initiator"], help="conversation roles whose turns form the text")
+    p.add_argument("--slice-by", nargs="*", default=[], metavar="COL", help="also report metrics per value of COL")
+    p.add_argument("--output-dir", help="default: runs/eval/<run>_<data>[_<split>]")
+    p.add_argument("--threshold", type=float, help="decision threshold (default: the model's saved one)")
+    p.add_argument("--bootstrap-resamples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--device", default=None)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    return p.parse_args(argv)
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+def label_indices(labels: list[str], known: list[str], where: str = "data") -> np.ndarray:
+    """Row labels as indices into ``known``; an unknown label is an error naming it."""
+    index = {name: i for i, name in enumerate(known)}
+    unknown = sorted({lab for lab in labels if lab not in index})
+    if unknown:
+        raise DataError(f"{where}: labels {unknown} are not among the model's labels {known}; "
+                        "map them with a label map (--label-map RAW=LABEL)")
+    return np.array([index[lab] for lab in labels], dtype=int)
+
+
+def is_binary(labels: list[str], positive: str | None) -> bool:
+    return positive is not None and len(labels) == 2
+
+
+def decide(probs: np.ndarray, labels: list[str], positive: str | None, threshold: float | None) -> np.ndarray:
+    """Predicted class indices: the threshold on the positive class for binary tasks, else argmax."""
+    if is_binary(labels, positive):
+        k = labels.index(positive)
+        return np.where(probs[:, k] >= threshold, k, 1 - k)
+    return probs.argmax(axis=1)
+
+
+def _binary_point_metrics(truth, score, threshold) -> dict:
+    m = binary_metrics(truth, score, threshold)
+    c = m["confusion"]
+    m["false_positive_rate"] = c["fp"] / (c["fp"] + c["tn"]) if c["fp"] + c["tn"] else None
+    return m
+
+
+def _multiclass_point_metrics(y, probs, labels) -> dict:
+    m = multiclass_metrics(y, probs, labels)
+    ranking = one_vs_rest_metrics(y, probs, labels)
+    for name, values in ranking["per_class"].items():
+        m["per_class"][name].update(values)
+    m.update(macro_auroc=ranking["macro_auroc"], macro_auprc=ranking["macro_auprc"], ece=top_label_ece(y, probs),
+             brier=multiclass_brier(y, probs), confusion_matrix=confusion_matrix(y, probs.argmax(axis=1), len(labels)))
+    return m
+
+
+def operating_points(truth, score, max_fprs=(0.01, 0.05)) -> list[dict]:
+    """For each FPR budget, the threshold that maximises recall within it *on this data*
+    (optimistic: chosen on the data it is measured on) and what it gives."""
+    out = []
+    for max_fpr in max_fprs:
+        t = select_threshold(truth, score, "max_fpr", max_fpr)
+        m = _binary_point_metrics(truth, score, t)
+        out.append({"max_fpr": max_fpr, "threshold": t, "recall": m["recall"], "precision": m["precision"],
+                    "false_positive_rate": m["false_positive_rate"]})
+    return out
+
+
+def confidence_intervals(y, probs, labels, positive, threshold, n_resamples: int, seed: int) -> dict:
+    """Percentile bootstrap intervals (rows resampled with replacement, seeded)."""
+    alpha = 1 - CI_LEVEL
+    if is_binary(labels, positive):
+        k = labels.index(positive)
+        truth, score = (y == k).astype(int), probs[:, k]
+        metrics = {"f1": lambda t, s: precision_recall_f1(t, s >= threshold)[2], "auroc": auroc,
+                   "auprc": average_precision}
+        return {name: bootstrap_ci(truth, score, fn, n_resamples, seed, alpha) for name, fn in metrics.items()}
+    metrics = {"macro_f1": lambda t, p: multiclass_metrics(t, p, labels)["macro_f1"],
+               "macro_auroc": lambda t, p: one_vs_rest_metrics(t, p, labels)["macro_auroc"],
+               "macro_auprc": lambda t, p: one_vs_rest_metrics(t, p, labels)["macro_auprc"]}
+    return {name: bootstrap_ci(y, probs, fn, n_resamples, seed, alpha) for name, fn in metrics.items()}
+
+
+def slice_values(values: list) -> dict[str, list[int]]:
+    """Row indices per slice value; a row with a list value (tactics) belongs to each element's slice."""
+    groups: dict[str, list[int]] = {}
+    for i, value in enumerate(values):
+        members = value if isinstance(value, (list, tuple)) else [value]
+        for member in members:
+            groups.setdefault("(missing)" if member is None else label_key(member), []).append(i)
+    return dict(sorted(groups.items()))
+
+
+def slice_metrics(y, probs, labels, positive, threshold) -> dict:
+    """Metrics for one slice; those a one-class slice cannot have are None and listed in ``skipped``."""
+    present = sorted(set(y.tolist()))
+    if is_binary(labels, positive):
+        k = labels.index(positive)
+        m = _binary_point_metrics(y == k, probs[:, k], threshold)
+        m.pop("confusion")
+        if len(present) == 1:
+            side = "positive" if present[0] == k else "negative"
+            m["skipped"] = [name for name in _NEEDS_BOTH if name not in _STILL_DEFINED[side]]
+            for name in m["skipped"]:
+                m[name] = None
+            m["note"] = f"one class only ({labels[present[0]]}): {', '.join(m['skipped'])} need both classes"
+        return m
+    m = {"n": int(len(y)), "class_counts": {labels[c]: int((y == c).sum()) for c in present},
+         "accuracy": float((probs.argmax(axis=1) == y).mean())}
+    if len(present) == 1:
+        m.update(macro_f1=None, macro_auroc=None, skipped=["macro_f1", "macro_auroc"],
+                 note=f"one class only ({labels[present[0]]}): macro_f1, macro_auroc need several classes")
+        return m
+    # Macro over the classes present in the slice: an absent class has no recall to average.
+    sub = [labels[c] for c in present]
+    remap = {c: i for i, c in enumerate(present)}
+    sub_probs = probs[:, present]
+    m["macro_f1"] = multiclass_metrics(np.array([remap[c] for c in y]), sub_probs, sub)["macro_f1"]
+    m["macro_auroc"] = one_vs_rest_metrics(y, probs, labels)["macro_auroc"]
+    return m
+
+
+def top_errors(y, probs, pred, labels, positive, ids, limit: int = TOP_ERRORS) -> dict:
+    """Ids (never text) of the most confident mistakes, for error analysis."""
+    ids = np.asarray(ids, dtype=object)
+    if is_binary(labels, positive):
+        k = labels.index(positive)
+        score = probs[:, k]
+        fp = np.nonzero((pred == k) & (y != k))[0]
+        fn = np.nonzero((pred != k) & (y == k))[0]
+        fp = fp[np.argsort(-score[fp], kind="stable")][:limit]
+        fn = fn[np.argsort(score[fn], kind="stable")][:limit]
+        return {"false_positives": [{"id": str(ids[i]), "score": float(score[i])} for i in fp],
+                "false_negatives": [{"id": str(ids[i]), "score": float(score[i])} for i in fn]}
+    wrong = np.nonzero(pred != y)[0]
+    wrong = wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:limit]
+    return {"misclassified": [{"id": str(ids[i]), "true": labels[y[i]], "predicted": labels[pred[i]],
+                               "probability": float(probs[i].max())} for i in wrong]}
+
+
+def evaluate_predictions(y, probs, labels: list[str], positive: str | None, threshold: float | None, *,
+                         ids=None, slices: dict[str, list] | None = None, n_resamples: int = 1000,
+                         seed: int = 0) -> dict:
+    """Every reported figure for integer labels ``y`` and class probabilities ``probs``."""
+    y, probs = np.asarray(y, dtype=int), np.asarray(probs, dtype=float)
+    ids = list(ids) if ids is not None else [str(i) for i in range(1, len(y) + 1)]
+    binary = is_binary(labels, positive)
+    if binary and threshold is None:
+        threshold = 0.5
+    pred = decide(probs, labels, positive, threshold)
+    result = {"task": "binary" if binary else "multiclass", "labels": list(labels),
+              "positive_label": positive if binary else None, "threshold": threshold if binary else None,
+              "n": int(len(y)), "class_counts": {name: int((y == k).sum()) for k, name in enumerate(labels)}}
+    if binary:
+        k = labels.index(positive)
+        overall = _binary_point_metrics(y == k, probs[:, k], threshold)
+        overall["confusion_matrix"] = confusion_matrix(y, pred, len(labels))
+        overall["operating_points"] = operating_points(y == k, probs[:, k]) if len(set(y.tolist())) == 2 else []
+    else:
+        overall = _multiclass_point_metrics(y, probs, labels)
+    result["overall"] = overall
+    result["confidence_intervals"] = confidence_intervals(y, probs, labels, positive, threshold, n_resamples, seed)
+    result["bootstrap"] = {"level": CI_LEVEL, "resamples": n_resamples, "seed": seed, "method": "percentile"}
+    result["slices"] = {}
+    for column, values in (slices or {}).items():
+        result["slices"][column] = {value: slice_metrics(y[idx], probs[idx], labels, positive, threshold)
+                                    for value, idx in slice_values(values).items()}
+    result["top_errors"] = top_errors(y, probs, pred, labels, positive, ids)
+    return result
+
+
+def headline(result: dict) -> dict:
+    """The benchmark table's figures: F1 with its interval, AUROC, AUPRC, recall at 1% FPR
+    (macro F1/AUROC/AUPRC for multi-class tasks, which have no single FPR)."""
+    m, ci = result["overall"], result["confidence_intervals"]
+    if result["task"] == "binary":
+        return {"f1": m["f1"], "f1_ci": ci["f1"], "auroc": m["auroc"], "auprc": m["auprc"],
+                "recall_at_1pct_fpr": m["recall_at_1pct_fpr"]}
+    return {"f1": m["macro_f1"], "f1_ci": ci["macro_f1"], "auroc": m["macro_auroc"], "auprc": m["macro_auprc"],
+            "recall_at_1pct_fpr": None}
+
+
+# -- output ----------------------------------------------------------------------------------
+
+def write_evaluation(folder, result: dict, y, probs, plots: bool = True) -> Path:
+    """``metrics.json``, ``report.md`` and (unless ``plots`` is False) ``plots/*.png`` in ``folder``."""
+    from .report import render_report
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_files = None
+    if plots:
+        from .plots import write_plots
+
+        labels, positive, threshold = result["labels"], result["positive_label"], result["threshold"]
+        pred = decide(np.asarray(probs), labels, positive, threshold)
+        plot_files = {name: f"plots/{file}" for name, file in
+                      write_plots(folder / "plots", y, probs, pred, labels, positive, threshold).items()}
+    result = dict(result, plots=plot_files)
+    (folder / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / "report.md").write_text(render_report(result))
+    return folder
+
+
+def default_output_dir(model: str, data: str, split: str | None) -> Path:
+    model_path = Path(model).resolve()
+    run = model_path.parent.name if model_path.name == "model" else model_path.name
+    return Path("runs/eval") / "_".join([run, Path(data).stem] + ([split] if split else []))
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    command = "python -m train.evaluate " + shlex.join(argv if argv is not None else sys.argv[1:])
+    from infer.model import Classifier
+
+    label_map = dict(item.split("=", 1) for item in args.label_map) if args.label_map else None
+    spec = DataSpec(path=args.data, format="conversation" if args.messages_column else "flat",
+                    text_column=args.text_column, label_column=args.label_column, id_column=args.id_column,
+                    split_column=args.split_column, label_map=label_map,
+                    messages_column=args.messages_column or "messages", roles=args.roles)
+    rows: LabelledRows = load_labelled(spec).split(args.split, args.split_column)
+    if args.split is None and args.split_column in rows.columns:
+        logger.warning("evaluating every row of %s, whatever its %r (pass --split test to hold out training rows)",
+                       args.data, args.split_column)
+    if len(rows) == 0:
+        raise DataError(f"{args.data}: no rows with {args.split_column} == {args.split!r}")
+    missing = [c for c in args.slice_by if c not in rows.columns]
+    if missing:
+        raise DataError(f"{args.data}: no column(s) {missing} to slice by; columns: {sorted(rows.columns)}")
+
+    clf = Classifier.from_pretrained(args.model, device=args.device, precision=args.precision)
+    y = label_indices(rows.labels, clf.labels, args.data)
+    threshold = args.threshold if args.threshold is not None else clf.threshold
+    logger.info("scoring %d rows of %s with %s", len(rows), args.data, args.model)
+    probs = clf.predict_proba(rows.texts)
+
+    result = evaluate_predictions(y, probs, clf.labels, clf.config.positive_label, threshold, ids=rows.ids,
+                                  slices={c: rows.columns[c] for c in args.slice_by},
+                                  n_resamples=args.bootstrap_resamples, seed=args.seed)
+    result.update(command=command, model=str(args.model), data=spec.describe(), split=args.split,
+                  threshold_source="--threshold" if args.threshold is not None else
+                  ("saved with the model" if clf.threshold is not None else "default 0.5 (none saved)"))
+    out = Path(args.output_dir) if args.output_dir else default_output_dir(args.model, args.data, args.split)
+    write_evaluation(out, result, y, probs, plots=not args.no_plots)
+    figures = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in headline(result).items()}
+    print(f"wrote {out}/report.md and metrics.json: {figures}")
+    return result
+
+
+if __name__ == "__main__":
+    from infer.model import ModelFolderError
+
+    try:
+        main(sys.argv[1:])
+    except (DataError, ModelFolderError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
