@@ -128,3 +128,15 @@ def test_bad_data_is_a_clear_error(tiny_base, tmp_path):
     cfg = write_recipe(tmp_path / "r.yaml", tiny_base, data)
     with pytest.raises(DataError, match=r"label outside \['benign', 'grooming'\], ids: \['x1'\]"):
         main(["--config", str(cfg), "--output-dir", str(tmp_path / "o")])
+
+
+def test_resume_skips_a_half_written_checkpoint(tmp_path):
+    from train.finetune import _last_checkpoint
+
+    for step, state in ((3, '{"global_step": 3}'), (6, None), (12, '{"global_st')):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-3")
+    assert _last_checkpoint(tmp_path / "none") is None

@@ -234,6 +234,17 @@ def main(argv=None) -> Path:
 
 
 def _last_checkpoint(folder: Path):
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    """The newest complete checkpoint. transformers writes ``checkpoint-N`` in place, so a crash
+    can leave one half-written: its ``trainer_state.json`` (written last) is missing or torn."""
+    if not folder.is_dir():
+        return None
+    candidates = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                        key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for checkpoint in candidates:
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            logger.warning("skipping incomplete checkpoint %s", checkpoint)
+            continue
+        return str(checkpoint)
+    return None
