@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -43,8 +44,10 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
     return FORMATS[suffix]
 
 
-def _missing_column(path, column, role, existing) -> InputError:
-    return InputError(f"{path}: no {role} column {column!r}; columns present: {sorted(existing)}")
+def _missing_column(path, column, role, existing, hint="") -> InputError:
+    # Long names are elided: a header-less CSV would otherwise put its first message here.
+    names = sorted(n if len(n) <= 40 else f"<{len(n)}-character name>" for n in map(str, existing))
+    return InputError(f"{path}: no {role} column {column!r}; columns present: {names}{hint}")
 
 
 def read_rows(path: str | Path, text_column: str = "text", id_column: str | None = "id",
@@ -53,20 +56,38 @@ def read_rows(path: str | Path, text_column: str = "text", id_column: str | None
     path = Path(path)
     fmt = detect_format(path, fmt)
     if not path.is_file():
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}")
+    try:
+        open(path, "rb").close()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read: {err.strerror}") from None
     reader = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}[fmt]
     return reader(path, text_column, id_column)
 
 
+def _parse_json_line(raw: bytes, number: int):
+    """A JSON value, or an :class:`InputRow` describing why the line is not one."""
+    if not raw.strip():
+        return InputRow(number, number, None, "empty_line", "blank line")
+    try:
+        line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as err:
+        return InputRow(number, number, None, "invalid_utf8", f"invalid UTF-8 at byte {err.start}")
+    try:
+        # strict=False accepts raw control characters inside strings; normalisation removes them.
+        return json.loads(line, strict=False)
+    except json.JSONDecodeError as err:
+        return InputRow(number, number, None, "malformed_json", f"malformed JSON: {err.msg} at column {err.colno}")
+    except RecursionError:
+        return InputRow(number, number, None, "malformed_json", "malformed JSON: nested too deeply")
+
+
 def _read_jsonl(path, text_column, id_column):
-    # Validate the first parseable object before yielding anything: a missing text column
-    # is a whole-input error, not thousands of per-row ones.
+    # Validate the first object before yielding anything: a missing text column is a
+    # whole-input error, not thousands of per-row ones.
     with open(path, "rb") as fh:
-        for raw in fh:
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                continue
+        for number, raw in enumerate(fh, 1):
+            obj = _parse_json_line(raw, number)
             if isinstance(obj, dict):
                 if text_column not in obj:
                     raise _missing_column(path, text_column, "text", obj)
@@ -75,18 +96,9 @@ def _read_jsonl(path, text_column, id_column):
     def rows():
         with open(path, "rb") as fh:
             for number, raw in enumerate(fh, 1):
-                if not raw.strip():
-                    yield InputRow(number, number, None, "empty_line", "blank line")
-                    continue
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    yield InputRow(number, number, None, "invalid_utf8", f"invalid UTF-8 at byte {err.start}")
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError as err:
-                    yield InputRow(number, number, None, "malformed_json", f"malformed JSON: {err.msg} at column {err.colno}")
+                obj = _parse_json_line(raw, number)
+                if isinstance(obj, InputRow):
+                    yield obj
                     continue
                 if not isinstance(obj, dict):
                     yield InputRow(number, number, None, "malformed_json", f"expected a JSON object, got {type(obj).__name__}")
@@ -100,22 +112,43 @@ def _read_jsonl(path, text_column, id_column):
     return rows()
 
 
+def _csv_records(fh) -> Iterator[list[str] | csv.Error]:
+    """Records of an open CSV file; a record the csv module rejects comes as the error."""
+    reader = csv.reader(fh)
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:  # the reader starts afresh at the next line
+            yield err
+
+
 def _read_csv(path, text_column, id_column):
     csv.field_size_limit(sys.maxsize)
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
-        header = next(csv.reader(fh), None)
+    # utf-8-sig: spreadsheet exports start with a byte-order mark that would stick to the first name.
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
+        header = next(_csv_records(fh), None)
     if header is None:
         raise InputError(f"{path}: empty CSV file (no header row)")
+    if isinstance(header, csv.Error):
+        raise InputError(f"{path}: unreadable CSV header: {header}")
     if text_column not in header:
-        raise _missing_column(path, text_column, "text", header)
+        raise _missing_column(path, text_column, "text", header, hint=" (does the file start with a header row?)")
 
     def rows():
-        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
-            reader = csv.reader(fh)
-            next(reader)
+        with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
+            records = _csv_records(fh)
+            next(records)
             text_at = header.index(text_column)
             id_at = header.index(id_column) if id_column and id_column in header else None
-            for number, record in enumerate(reader, 1):
+            for number, record in enumerate(records, 1):
+                if isinstance(record, csv.Error):
+                    yield InputRow(number, number, None, "bad_csv_row", f"unreadable CSV record: {record}")
+                    continue
+                if not record:
+                    yield InputRow(number, number, None, "empty_line", "blank line")
+                    continue
                 row_id = record[id_at] if id_at is not None and id_at < len(record) else number
                 if _has_surrogates(row_id):
                     row_id = number
@@ -132,8 +165,11 @@ def _read_csv(path, text_column, id_column):
     return rows()
 
 
+_ESCAPED_BYTE_RE = re.compile("[\udc80-\udcff]")  # how surrogateescape carries undecodable bytes
+
+
 def _has_surrogates(value) -> bool:
-    return isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value)
+    return isinstance(value, str) and _ESCAPED_BYTE_RE.search(value) is not None
 
 
 def _read_parquet(path, text_column, id_column):
@@ -150,8 +186,14 @@ def _read_parquet(path, text_column, id_column):
 
     def rows():
         number = 0
-        for batch in pf.iter_batches(batch_size=4096, columns=columns):
-            data = batch.to_pydict()
+        batches = pf.iter_batches(batch_size=4096, columns=columns)
+        while True:
+            try:
+                data = next(batches).to_pydict()
+            except StopIteration:
+                return
+            except Exception as err:  # noqa: BLE001 - a corrupt page: the rest of the file is lost
+                raise InputError(f"{path}: corrupt data after row {number} ({type(err).__name__})") from None
             ids = data.get(id_column) if id_column in columns[1:] else None
             for i, text in enumerate(data[text_column]):
                 number += 1

@@ -1,0 +1,304 @@
+"""Scoring that survives crashes, bad input and obfuscation; training that survives crashes.
+
+The kill test runs the real command line (``python -m infer``) and kills it with SIGKILL
+mid-run several times, resuming each time, then checks the output is byte-identical to an
+uninterrupted run.
+"""
+
+import copy
+import dataclasses
+import json
+import os
+import pathlib
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import make_rows, write_jsonl
+from infer import Classifier
+from infer.__main__ import main as score_main
+from infer.io import read_rows
+from infer.score import score_file, score_rows
+from infer.text import normalize_text
+from train.robustness import PERTURBATIONS, perturb
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CHUNK = "4"
+BATCH = "2"  # small batches spread the writes out, so that kills land mid-run
+# One thread: a tiny model gains nothing from more, and on a busy machine they slow it tenfold.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_model):
+    return Classifier.from_pretrained(tiny_model, device="cpu")
+
+
+def _kill_test_input(path, n=600):
+    """Valid rows with bad ones mixed in, and ids that need quoting in CSV."""
+    lines = [json.dumps(r) for r in make_rows(n, seed=21)]
+    lines[7] = '{"id": "torn", "text": "no closing'
+    lines[40] = json.dumps({"id": "multi\nline, \"quoted\" id", "text": "a message with an awkward id"})
+    lines[41] = json.dumps({"id": "e", "text": "   "})
+    lines[60] = json.dumps({"id": 60, "text": ["not", "a", "string"]})
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _score_command(model, src, out):
+    return [sys.executable, "-m", "infer", "--model", str(model), "--input", str(src), "--output", str(out),
+            "--chunk-size", CHUNK, "--max-batch-size", BATCH, "--device", "cpu", "--no-progress", "--resume"]
+
+
+def _kill_mid_run(command, out, rng) -> bool:
+    """Start a run, wait until it has written something new, kill it. True if it was killed
+    before finishing."""
+    before = out.stat().st_size if out.exists() else 0
+    proc = subprocess.Popen(command, cwd=ROOT, env=ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while proc.poll() is None and time.monotonic() < deadline:
+            if out.exists() and out.stat().st_size > before:
+                break
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.02))
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    return proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("ext, kills", [("jsonl", 3), ("csv", 2)])
+def test_sigkill_and_resume_give_the_uninterrupted_output(tiny_model, tmp_path, ext, kills):
+    src = _kill_test_input(tmp_path / "in.jsonl")
+    reference = tmp_path / f"reference.{ext}"
+    uninterrupted = Classifier.from_pretrained(tiny_model, device="cpu", max_batch_size=int(BATCH))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the killed runs, so that every float comes out the same
+    try:
+        score_file(uninterrupted, src, reference, chunk_size=int(CHUNK), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    expected = reference.read_bytes()
+
+    out = tmp_path / f"out.{ext}"
+    rng = random.Random(ext)
+    for _ in range(kills):
+        assert _kill_mid_run(_score_command(tiny_model, src, out), out, rng), "the run ended before the kill"
+        left = out.read_bytes()
+        # Only complete rows, each the same as in the uninterrupted run, then at most the
+        # beginning of the next one (cut off, with no line terminator).
+        assert expected.startswith(left) and len(left) < len(expected)
+    done = subprocess.run(_score_command(tiny_model, src, out), cwd=ROOT, env=ONE_THREAD, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == expected
+    assert "resumed=" in done.stderr.splitlines()[-1]
+
+
+def test_message_text_never_reaches_logs_or_errors(tiny_model, tmp_path):
+    marker = "ZQXJV-SECRET-MARKER"
+    src = tmp_path / "in.jsonl"
+    with open(src, "w") as fh:
+        fh.write(json.dumps({"id": "a", "text": f"hello {marker} there"}) + "\n")
+        fh.write(f'{{"id": "b", "text": "{marker} torn\n')
+        fh.write(json.dumps({"id": "c", "text": [marker]}) + "\n")
+        fh.write(json.dumps({"id": "d", "text": {"body": marker}}) + "\n")
+        fh.write(json.dumps({"id": "e", "text": f"{marker} " * 20000}) + "\n")
+        fh.write(json.dumps({"id": "f", "body": marker}) + "\n")
+    out = tmp_path / "out.jsonl"
+    res = subprocess.run([sys.executable, "-m", "infer", "--model", str(tiny_model), "--input", str(src),
+                          "--output", str(out)], cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert marker not in res.stderr and marker not in res.stdout
+    assert marker not in out.read_text()
+    assert [r["status"] for r in map(json.loads, out.read_text().splitlines())] == [
+        "ok", "malformed_json", "not_a_string", "not_a_string", "ok", "missing_text"]
+
+
+def _copy_model(tiny_model, tmp_path, name="m"):
+    folder = tmp_path / name
+    shutil.copytree(tiny_model, folder)
+    return folder
+
+
+def _edit_json(path, **changes):
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+# Each case: how to break the input (returning it) or the model, and the error line it must give.
+WHOLE_INPUT_ERRORS = {
+    "missing input": (lambda m, d: d / "nope.jsonl", "{input}: no such file"),
+    "unknown input format": (lambda m, d: _write(d / "in.txt", "hi"), "unknown format '.txt'"),
+    "missing text column": (lambda m, d: _write(d / "in.jsonl", '{"id": 1, "body": "x"}\n'),
+                            "no text column 'text'; columns present: ['body', 'id']"),
+    "missing text column in CSV": (lambda m, d: _write(d / "in.csv", "id,body\n1,x\n"),
+                                   "no text column 'text'; columns present: ['body', 'id']"),
+    "missing model folder": (lambda m, d: shutil.rmtree(m), "model folder does not exist"),
+    "missing config.json": (lambda m, d: (m / "config.json").unlink(), "missing config.json"),
+    "malformed config.json": (lambda m, d: (m / "config.json").write_text("{oops"), "malformed config.json"),
+    "missing pipeline file": (lambda m, d: (m / "outreach_guard.json").unlink(), "missing outreach_guard.json"),
+    "malformed pipeline file": (lambda m, d: (m / "outreach_guard.json").write_text("[]"),
+                                "outreach_guard.json: malformed"),
+    "missing weights": (lambda m, d: (m / "model.safetensors").unlink(),
+                        "no weights found (expected model.safetensors)"),
+    "corrupt weights": (lambda m, d: (m / "model.safetensors").write_bytes(b"\0" * 64), "cannot load model weights"),
+    "missing tokenizer": (lambda m, d: (m / "tokenizer.json").unlink(), "missing tokenizer files"),
+    "label map vs weights": (lambda m, d: _edit_json(m / "outreach_guard.json", labels=["a", "b", "c"],
+                                                     positive_label="a"),
+                             "does not match the model's 2 outputs"),
+    "config labels vs weights": (lambda m, d: _edit_json(m / "config.json", id2label={"0": "a", "1": "b", "2": "c"},
+                                                         label2id={"a": 0, "b": 1, "c": 2}),
+                                 "shapes do not match config.json"),
+}
+
+
+@pytest.mark.parametrize("case", WHOLE_INPUT_ERRORS)
+def test_whole_input_errors_stop_with_one_clear_line(tiny_model, tmp_path, capsys, case):
+    model = _copy_model(tiny_model, tmp_path)
+    good_input = write_jsonl(tmp_path / "good.jsonl", make_rows(3))
+    breaker, expected = WHOLE_INPUT_ERRORS[case]
+    broken_input = breaker(model, tmp_path)
+    src = broken_input if isinstance(broken_input, pathlib.Path) else good_input
+    out = tmp_path / "out.jsonl"
+    assert score_main(["--model", str(model), "--input", str(src), "--output", str(out), "--no-progress"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected.format(input=src) in errors[0]
+    assert not out.exists()  # nothing was scored
+
+
+def test_one_row_that_breaks_the_model_costs_only_itself(clf, tmp_path, monkeypatch):
+    real_predict = clf.predict
+
+    def fragile_predict(texts):
+        if any("poison" in t for t in texts):
+            raise RuntimeError("boom")
+        return real_predict(texts)
+
+    monkeypatch.setattr(clf, "predict", fragile_predict)
+    rows = list(read_rows(write_jsonl(tmp_path / "in.jsonl",
+                                      [{"id": i, "text": "poison" if i == 2 else f"fine text {i}"} for i in range(5)])))
+    out = score_rows(clf, rows)
+    assert [r["status"] for r in out] == ["ok", "ok", "model_error", "ok", "ok"]
+    assert out[2]["error"] == "row 3: scoring failed (RuntimeError)"
+    monkeypatch.setattr(clf, "predict", lambda texts: (_ for _ in ()).throw(RuntimeError("model is broken")))
+    with pytest.raises(RuntimeError, match="model is broken"):
+        score_rows(clf, rows)
+
+
+@pytest.mark.parametrize("policy", ["truncate", "sliding_window"])
+def test_a_five_megabyte_message_is_scored_like_any_other(clf, tmp_path, policy):
+    text_settings = dataclasses.replace(clf.config.text, long_text=policy, window_stride=8, max_windows=4)
+    long_clf = copy.copy(clf)
+    long_clf.config = dataclasses.replace(clf.config, text=text_settings)
+    huge = "Please send the internal budget plans. " * 130_000
+    assert len(huge) > 5_000_000
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "small", "text": "hello"}, {"id": "huge", "text": huge}])
+    out = tmp_path / "out.jsonl"
+    assert score_file(long_clf, src, out, progress=False) == {"ok": 2}
+    windows, owners = long_clf.encode([huge])
+    assert len(windows) == (1 if policy == "truncate" else 4)  # the documented cap on windows
+    assert all(len(w) <= text_settings.max_length for w in windows)
+
+
+# -- the normaliser -------------------------------------------------------------------------
+
+lookalike_heavy = st.text(st.sampled_from(list("aceopxy ACEHKOPT\t\n.,é") + list("асеорху АСЕНКОРТ ϲϹςΣп")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(lookalike_heavy)
+def test_normalising_twice_changes_nothing_even_with_lookalikes(text):
+    once = normalize_text(text)
+    assert normalize_text(once) == once
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters() | st.sampled_from(["\ud800", "\udfff", "\U000e0041", "\u2066"])))
+def test_normalised_text_is_always_valid_unicode(text):
+    normalize_text(text).encode("utf-8")  # no unpaired surrogates left; tokenizers need valid text
+
+
+# Whitespace: inserted line breaks stay (as one "\n"), but the words, and so the tokens, are the same.
+@pytest.mark.parametrize("name, seen_as", [("zero_width", str), ("homoglyph", str), ("whitespace", str.split)])
+def test_the_normaliser_undoes_evasion(name, seen_as):
+    texts = [r["text"] for r in make_rows(200, seed=8)]
+    perturbed = perturb(texts, name, seed=3)
+    assert sum(p != t for p, t in zip(perturbed, texts)) > 190  # the perturbation did something
+    assert [seen_as(normalize_text(p)) for p in perturbed] == [seen_as(normalize_text(t)) for t in texts]
+
+
+def test_casing_is_undone_by_the_uncased_tokenizer(clf):
+    texts = [r["text"] for r in make_rows(50, seed=9)]
+    assert clf.tokenizer.do_lower_case
+    assert clf.encode(perturb(texts, "casing", seed=1))[0] == clf.encode(texts)[0]
+
+
+def test_perturbations_are_seeded_per_row():
+    texts = [r["text"] for r in make_rows(20, seed=2)]
+    for name in PERTURBATIONS:
+        assert perturb(texts, name, seed=5) == perturb(texts, name, seed=5)
+        assert perturb(texts[:7], name, seed=5) == perturb(texts, name, seed=5)[:7]
+        assert perturb(texts, name, seed=5) != perturb(texts, name, seed=6)
+
+
+# -- training -------------------------------------------------------------------------------
+
+
+def test_training_resumes_from_its_last_checkpoint_after_a_crash(tiny_base, tiny_data, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+    from transformers import Trainer
+
+    from test_finetune import write_recipe
+    from train.finetune import main as train_main
+
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_base, tiny_data)  # 2 epochs, a checkpoint per epoch
+    straight = train_main(["--config", str(recipe), "--output-dir", str(tmp_path / "straight")])
+
+    save_checkpoint = Trainer._save_checkpoint
+
+    def crash_after_first_checkpoint(self, *args, **kwargs):
+        save_checkpoint(self, *args, **kwargs)
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", crash_after_first_checkpoint)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_main(["--config", str(recipe), "--output-dir", str(tmp_path / "crashed")])
+    monkeypatch.undo()
+    assert not (tmp_path / "crashed" / "model").exists()  # no folder that looks complete but is not
+    assert [p.name for p in (tmp_path / "crashed" / "checkpoints").iterdir()] == ["checkpoint-6"]
+
+    resumed = train_main(["--config", str(recipe), "--output-dir", str(tmp_path / "crashed"), "--resume"])
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(a[name].numpy(), b[name].numpy(), atol=1e-6, err_msg=name)
+
+
+def test_long_text_policy_can_be_chosen_when_scoring(tiny_model, tmp_path):
+    text = " ".join(r["text"] for r in make_rows(30, seed=6))  # about 15 windows of 64 tokens
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "long", "text": text}])
+    scores = {}
+    for policy in ("truncate", "sliding_window"):
+        out = tmp_path / f"{policy}.jsonl"
+        assert score_main(["--model", str(tiny_model), "--input", str(src), "--output", str(out), "--no-progress",
+                           "--long-text", policy]) == 0
+        scores[policy] = json.loads(out.read_text())["score"]
+    # The first window is what truncation sees; the most suspicious window scores at least as high.
+    assert scores["sliding_window"] > scores["truncate"]
