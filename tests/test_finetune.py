@@ -44,8 +44,9 @@ def test_training_writes_a_complete_model_folder(tiny_base, tiny_data, tmp_path)
     assert "python -m train --config" in (folder / "README.md").read_text()
     assert not list((tmp_path / "run").glob(".model.*"))  # no staging leftovers
 
-    # Reload and score: the saved threshold decides, metrics are reproducible from the folder.
-    clf = Classifier.from_pretrained(folder)
+    # Reload and score: the saved threshold decides, metrics are reproducible from the folder
+    # (training scores validation and test in fp32; `auto` may pick bf16 on this CPU).
+    clf = Classifier.from_pretrained(folder, precision="fp32")
     test_rows = [json.loads(line) for line in open(tiny_data["test"])]
     probs = clf.predict_proba([r["text"] for r in test_rows])
     y = np.array([r["label"] == "grooming" for r in test_rows])

@@ -29,11 +29,12 @@ def test_length_sorted_batches_keep_input_order(clf):
     # Lengths vary widely so batches are reordered internally; results must come back per row.
     texts = [r["text"] for r in make_rows(60, seed=5)]
     one_by_one = np.vstack([clf.predict_proba([t]) for t in texts])
+    saved = clf.max_tokens, clf.max_batch_size
     clf.max_tokens, clf.max_batch_size = 300, 7
     try:
         batched = clf.predict_proba(texts)
     finally:
-        clf.max_tokens, clf.max_batch_size = 8192, 64
+        clf.max_tokens, clf.max_batch_size = saved
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
     perm = np.random.default_rng(0).permutation(len(texts))
     np.testing.assert_allclose(clf.predict_proba([texts[i] for i in perm]), one_by_one[perm], atol=1e-5)
@@ -108,3 +109,20 @@ def test_pickle_weights_refused_unless_allowed(tiny_model, tmp_path):
         Classifier.from_pretrained(pickled)
     clf = Classifier.from_pretrained(pickled, allow_pickle=True)
     assert len(clf.predict(["hi"])) == 1
+
+
+def test_custom_code_in_a_model_folder_never_runs_by_default(tiny_model, tmp_path):
+    folder = tmp_path / "remote"
+    shutil.copytree(tiny_model, folder)
+    (folder / "evil.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('EXECUTED').write_text('ran')\n"
+        "from transformers import BertConfig, BertForSequenceClassification\n"
+        "class EvilConfig(BertConfig):\n    model_type = 'evil'\n"
+        "class EvilModel(BertForSequenceClassification):\n    config_class = EvilConfig\n")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="evil", auto_map={"AutoConfig": "evil.EvilConfig",
+                                               "AutoModelForSequenceClassification": "evil.EvilModel"})
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFolderError, match="trust_remote_code"):
+        Classifier.from_pretrained(folder)
+    assert not (folder / "EXECUTED").exists()

@@ -1,0 +1,476 @@
+"""Scoring speed against the transformers pipeline: ``python -m infer.bench --model DIR --rows N``.
+
+Samples N messages from a corpus file (``--data``, default ``data/corpus.jsonl``), then times
+``transformers.pipeline("text-classification", batch_size=32)`` and this project's scorer in
+each precision mode on the same rows, interleaved over ``--rounds`` rounds. Every scorer lives
+in its own worker process, loaded and warmed up once, with its own peak memory; the workers take
+turns, so they never compete for the CPU. Throughput includes normalisation and tokenisation,
+not model loading. The pipeline gets the texts already normalised (as the model was trained),
+outside its timing.
+
+Printed as markdown: msgs/s (median, min-max), ratio to the pipeline, peak RSS of the worker,
+achieved GFLOP/s (useful FLOPs: real tokens, no padding) and its fraction of a matmul peak
+measured in the same run, and label agreement and max probability difference against fp32 on
+the corpus's test split.
+
+``--memory-rows 20000,200000`` also scores files of those sizes with ``python -m infer`` and
+reports each run's peak RSS: scoring streams, so memory must not grow with the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import os
+import platform
+import random
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .device import auto_precision, configure_threads, select_device  # noqa: E402
+from .model import Classifier, PipelineConfig, decide_labels  # noqa: E402
+from .text import normalize_text, tokenize  # noqa: E402
+
+BASE_MODES = ("fp32", "bf16", "fp16", "auto", "int8-dynamic")
+PIPELINE = "pipeline"
+#: The agreement a mode needs with fp32, as a fraction of labels, to be offered.
+AGREEMENT_BAR = 0.995
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m infer.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model folder written by `python -m train`")
+    p.add_argument("--data", default="data/corpus.jsonl", help="JSONL corpus to sample texts from")
+    p.add_argument("--rows", type=int, default=4000, help="messages per timed pass (sampled with replacement)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; at least 3 for a median")
+    p.add_argument("--modes", default=None,
+                   help=f"comma-separated scorer modes from {', '.join(BASE_MODES)}, each optionally with "
+                        "'+compile' (default: fp32 and what auto picks); fp32 always runs as the reference")
+    p.add_argument("--device", default=None, help="cuda, cpu ... (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: every usable CPU)")
+    p.add_argument("--max-tokens", type=int, default=None, help="token budget per batch for the project's scorer")
+    p.add_argument("--chunk-size", type=int, default=2048, help="rows per predict call, as `python -m infer` reads")
+    p.add_argument("--pipeline-batch-size", type=int, default=32)
+    p.add_argument("--agreement-split", default="test",
+                   help="corpus split the agreement columns are computed on ('' = the benchmark rows)")
+    p.add_argument("--warmup-rows", type=int, default=256, help="rows each scorer scores before timing")
+    p.add_argument("--memory-rows", default="",
+                   help="comma-separated file sizes for the memory check, e.g. 20000,200000")
+    p.add_argument("--memory-precision", default="auto", help="--precision for the memory check runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    if args.rows < 1 or args.rounds < 1:
+        p.error("--rows and --rounds must be positive")
+    return args
+
+
+# -- rows ------------------------------------------------------------------------------------
+
+def load_corpus(path: str | Path) -> list[dict]:
+    """Rows with a string ``text`` (and ``split`` when the corpus has one)."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                if isinstance(row, dict) and isinstance(row.get("text"), str) and row["text"].strip():
+                    rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no rows with a text")
+    return rows
+
+
+def sample_texts(rows: list[dict], n: int, seed: int) -> list[str]:
+    """``n`` texts drawn with replacement, so the corpus's length distribution carries over."""
+    rng = random.Random(seed)
+    return [row["text"] for row in rng.choices(rows, k=n)]
+
+
+# -- measurements ----------------------------------------------------------------------------
+
+def encoder_flops(model_config, lengths: list[int], first_token_last_layer: bool = False) -> float | None:
+    """Forward FLOPs of a BERT-style encoder over sequences of these (unpadded) lengths: per
+    layer and token, the Q/K/V/output projections and the feed-forward block (2 FLOPs per
+    multiply-add), plus attention scores and the weighted sum over the sequence. With
+    ``first_token_last_layer``, the last layer computes keys and values for every token and the
+    rest for the first token only (see ``infer.model.FirstTokenLayer``)."""
+    hidden = getattr(model_config, "hidden_size", None)
+    layers = getattr(model_config, "num_hidden_layers", None)
+    inner = getattr(model_config, "intermediate_size", None)
+    if not (hidden and layers and inner):
+        return None
+    per_token = 2 * (4 * hidden * hidden + 2 * hidden * inner)
+    full_layer = sum(n * per_token + 4 * hidden * n * n for n in lengths)
+    if not first_token_last_layer:
+        return float(layers * full_layer)
+    last_layer = sum(n * 4 * hidden * hidden + 2 * (2 * hidden * hidden + 2 * hidden * inner) + 4 * hidden * n
+                     for n in lengths)
+    return float((layers - 1) * full_layer + last_layer)
+
+
+def matmul_peak_gflops(dtype_name: str, device: torch.device) -> float:
+    """Best GFLOP/s (GOP/s for int8) of a square matmul in ``dtype_name`` on ``device``."""
+    gpu = device.type == "cuda"
+    n = 8192 if gpu else (512 if dtype_name == "fp16" else 2048)  # CPUs emulate fp16 slowly
+    if dtype_name == "int8":
+        a = torch.randint(-128, 127, (n, n), dtype=torch.int8, device=device)
+        b = torch.randint(-128, 127, (n, n), dtype=torch.int8, device=device)
+        op = lambda: torch._int_mm(a, b)  # noqa: E731
+    else:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+        a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+        op = lambda: a @ b  # noqa: E731
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
+    op(), sync()
+    best = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(3):
+            op()
+        sync()
+        best = max(best, 3 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def peak_rss_bytes(usage=None) -> int:
+    usage = usage or resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
+
+
+def label_agreement(config: PipelineConfig, reference: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
+    """Fraction of rows whose decided label matches the reference's, and the largest absolute
+    probability difference."""
+    same = np.array(decide_labels(config, reference)) == np.array(decide_labels(config, probs))
+    return float(same.mean()), float(np.abs(reference - probs).max())
+
+
+def check_agreement(classifier: Classifier, texts: list[str], **load_kwargs) -> tuple[float, float]:
+    """Score ``texts`` with ``classifier`` and with an fp32 copy of its model (loaded from
+    ``load_kwargs``, which name the folder as ``path``); returns ``label_agreement``."""
+    reference = Classifier.from_pretrained(precision="fp32", device=classifier.device, **load_kwargs)
+    reference.config = classifier.config  # the same text pipeline, overrides included
+    expected = reference.predict_proba(texts)
+    del reference
+    return label_agreement(classifier.config, expected, classifier.predict_proba(texts))
+
+
+# -- scorers in worker processes --------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ScorerSpec:
+    mode: str  # "pipeline", or a base mode optionally suffixed "+compile"
+    model: str
+    device: str | None
+    threads: int | None
+    max_tokens: int | None
+    chunk_size: int
+    pipeline_batch_size: int
+
+
+def parse_mode(mode: str) -> tuple[str, bool]:
+    base, _, suffix = mode.partition("+")
+    if base not in BASE_MODES or suffix not in ("", "compile"):
+        raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(BASE_MODES)}, optionally with '+compile'")
+    return base, suffix == "compile"
+
+
+def build_scorer(spec: ScorerSpec):
+    """``(prepare, score, facts)``: ``prepare`` runs once, untimed; ``score`` is timed; ``facts``
+    says which precision ran and whether the last layer ran for the first token only."""
+    if spec.mode == PIPELINE:
+        return _pipeline_scorer(spec)
+    base, compiled = parse_mode(spec.mode)
+    quantised = base == "int8-dynamic"
+    clf = Classifier.from_pretrained(spec.model, device=spec.device, precision="fp32" if quantised else base,
+                                     threads=spec.threads, max_tokens=spec.max_tokens, compile_model=compiled)
+    if quantised:
+        # Measured, not offered: int8 weights on every nn.Linear, activations quantised per batch.
+        if clf.device.type != "cpu":
+            raise ValueError("int8-dynamic runs on CPU only")
+        with warnings.catch_warnings():  # torch deprecates the quantised tensor types this uses
+            warnings.simplefilter("ignore")
+            model = torch.ao.quantization.quantize_dynamic(clf.model, {torch.nn.Linear}, dtype=torch.qint8)
+        clf = Classifier(model, clf.tokenizer, clf.config, clf.device, "int8", max_tokens=spec.max_tokens,
+                         compile_model=compiled)
+
+    def score(texts: list[str]) -> np.ndarray:
+        # Chunk by chunk, as `python -m infer` scores a file.
+        chunks = range(0, len(texts), spec.chunk_size)
+        return np.vstack([clf.predict_proba(texts[i:i + spec.chunk_size]) for i in chunks])
+
+    facts = {"precision": clf.precision, "first_token_last_layer": clf.first_token_last_layer}
+    return (lambda texts: texts), score, facts
+
+
+def _pipeline_scorer(spec: ScorerSpec):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    config = PipelineConfig.load(spec.model)
+    tokenizer = AutoTokenizer.from_pretrained(spec.model)
+    model = AutoModelForSequenceClassification.from_pretrained(spec.model, dtype=torch.float32, use_safetensors=True)
+    classify = pipeline("text-classification", model=model, tokenizer=tokenizer, device=select_device(spec.device),
+                        top_k=None)
+    order = {label: i for i, label in enumerate(config.labels)}
+
+    def prepare(texts: list[str]) -> list[str]:
+        return [normalize_text(t, config.text) for t in texts]
+
+    def score(texts: list[str]) -> np.ndarray:
+        out = classify(texts, batch_size=spec.pipeline_batch_size, truncation=True, max_length=config.text.max_length)
+        probs = np.zeros((len(texts), len(order)), dtype=np.float32)
+        for row, scores in enumerate(out):
+            for item in scores:
+                probs[row, order[item["label"]]] = item["score"]
+        return probs
+
+    return prepare, score, {"precision": "fp32", "first_token_last_layer": False}
+
+
+def _worker(conn, spec: ScorerSpec, texts: list[str], agreement_texts: list[str], warmup_rows: int) -> None:
+    """Load one scorer, warm it up, then answer the parent: "time", "agreement", "stop"."""
+    try:
+        configure_threads(spec.threads)
+        prepare, score, facts = build_scorer(spec)
+        timed, checked = prepare(texts), prepare(agreement_texts)
+        score(timed[:warmup_rows])
+        conn.send(("ok", facts))
+        while True:
+            command = conn.recv()
+            if command == "time":
+                start = time.perf_counter()
+                score(timed)
+                conn.send(("ok", time.perf_counter() - start))
+            elif command == "agreement":
+                conn.send(("ok", score(checked)))
+            else:
+                conn.send(("ok", peak_rss_bytes()))
+                return
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+        conn.send(("error", traceback.format_exc()))
+
+
+class Worker:
+    def __init__(self, context, spec: ScorerSpec, texts, agreement_texts, warmup_rows: int):
+        self.spec = spec
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker, args=(child, spec, texts, agreement_texts, warmup_rows),
+                                       daemon=True, name=f"bench-{spec.mode}")
+        self.process.start()
+        child.close()
+
+    def ask(self, command: str | None = None):
+        if command is not None:
+            self.conn.send(command)
+        try:
+            status, payload = self.conn.recv()
+        except EOFError:
+            raise RuntimeError(f"benchmark worker {self.spec.mode!r} died (exit {self.process.exitcode})") from None
+        if status != "ok":
+            raise RuntimeError(f"benchmark worker {self.spec.mode!r} failed:\n{payload}")
+        return payload
+
+    def stop(self) -> int:
+        rss = self.ask("stop")
+        self.process.join(timeout=30)
+        return rss
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+def default_modes(device: torch.device) -> list[str]:
+    """fp32, and the default (auto) where it is not fp32."""
+    chosen, _ = auto_precision(device)
+    return ["fp32"] if chosen == "fp32" else ["fp32", "auto"]
+
+
+def run_benchmark(args: argparse.Namespace) -> dict:
+    device = select_device(args.device)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else default_modes(device)
+    for mode in modes:
+        parse_mode(mode)
+    if "fp32" not in modes:
+        modes.insert(0, "fp32")  # the reference for agreement
+    auto_choice, auto_reason = auto_precision(device)
+    threads = configure_threads(args.threads)
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = PipelineConfig.load(args.model)
+    corpus = load_corpus(args.data)
+    texts = sample_texts(corpus, args.rows, args.seed)
+    agreement_rows = [r for r in corpus if args.agreement_split and r.get("split") == args.agreement_split]
+    agreement_texts = [r["text"] for r in agreement_rows] or texts
+    agreement_on = f"{args.agreement_split} split" if agreement_rows else "the benchmark rows"
+    windows, _ = tokenize(AutoTokenizer.from_pretrained(args.model), texts, config.text, windows=True)
+    lengths = [len(w) for w in windows]
+    model_config = AutoConfig.from_pretrained(args.model)
+
+    context = multiprocessing.get_context("spawn")
+    specs = [ScorerSpec(mode, str(args.model), args.device, args.threads, args.max_tokens, args.chunk_size,
+                        args.pipeline_batch_size) for mode in [PIPELINE, *modes]]
+    workers = [Worker(context, spec, texts, agreement_texts, args.warmup_rows) for spec in specs]
+    try:
+        facts = {w.spec.mode: w.ask() for w in workers}
+        dtypes = _peak_dtypes(f["precision"] for f in facts.values())
+        peaks = {name: matmul_peak_gflops(name, device) for name in dtypes}
+        seconds: dict[str, list[float]] = {w.spec.mode: [] for w in workers}
+        for round_ in range(args.rounds):
+            # Rotate who goes first, so no scorer always runs on a cache warmed by the same one.
+            shift = round_ % len(workers)
+            for worker in workers[shift:] + workers[:shift]:
+                seconds[worker.spec.mode].append(worker.ask("time"))
+        agreement_probs = {w.spec.mode: w.ask("agreement") for w in workers}
+        rss = {w.spec.mode: w.stop() for w in workers}
+    finally:
+        for w in workers:
+            if w.process.is_alive():
+                w.process.kill()
+
+    reference = agreement_probs["fp32"]
+    pipeline_rate = statistics.median(args.rows / s for s in seconds[PIPELINE])
+    results = []
+    for spec in specs:
+        rates = sorted(args.rows / s for s in seconds[spec.mode])
+        median_rate = statistics.median(rates)
+        precision = facts[spec.mode]["precision"]
+        peak = peaks[precision]
+        flops = encoder_flops(model_config, lengths, facts[spec.mode]["first_token_last_layer"])
+        achieved = flops / 1e9 * median_rate / args.rows if flops else None
+        agreement, max_diff = label_agreement(config, reference, agreement_probs[spec.mode])
+        results.append({
+            "mode": spec.mode, "precision": precision, "msgs_per_s": median_rate, "msgs_per_s_min": rates[0],
+            "msgs_per_s_max": rates[-1], "vs_pipeline": median_rate / pipeline_rate, "peak_rss_bytes": rss[spec.mode],
+            "gflops": achieved, "peak_gflops": peak, "peak_fraction": achieved / peak if achieved else None,
+            "label_agreement": agreement, "max_prob_diff": max_diff,
+        })
+    words = [len(t.split()) for t in texts]
+    return {
+        "command": "python -m infer.bench " + " ".join(shlex.quote(a) for a in getattr(args, "argv", [])),
+        "machine": f"{cpu_name()}, {os.cpu_count()} CPUs, {threads} torch threads, device {device}",
+        "torch": torch.__version__, "model": str(args.model), "data": str(args.data), "rows": args.rows,
+        "rounds": args.rounds, "pipeline_batch_size": args.pipeline_batch_size,
+        "median_words": statistics.median(words), "median_tokens": statistics.median(lengths),
+        "max_tokens_seen": max(lengths), "auto": auto_choice, "auto_reason": auto_reason, "matmul_peaks": peaks,
+        "agreement_on": agreement_on, "agreement_rows": len(agreement_texts), "results": results,
+        "memory": memory_check(args, corpus) if args.memory_rows else [],
+    }
+
+
+def _peak_dtypes(precisions) -> list[str]:
+    return sorted(set(precisions) | {"fp32"})
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_check(args: argparse.Namespace, corpus: list[dict]) -> list[dict]:
+    """Score files of each size with ``python -m infer`` in a fresh process; record its peak RSS."""
+    out = []
+    for n in sorted(int(x) for x in args.memory_rows.split(",") if x.strip()):
+        with tempfile.TemporaryDirectory(prefix="outreach-guard-bench-") as tmp:
+            source, target, log = Path(tmp, "in.jsonl"), Path(tmp, "out.jsonl"), Path(tmp, "stderr.log")
+            with open(source, "w", encoding="utf-8") as fh:
+                for i, text in enumerate(sample_texts(corpus, n, args.seed + n)):
+                    fh.write(json.dumps({"id": i, "text": text}) + "\n")
+            command = [sys.executable, "-m", "infer", "--model", str(args.model), "--input", str(source),
+                       "--output", str(target), "--no-progress", "--precision", args.memory_precision,
+                       "--chunk-size", str(args.chunk_size)]
+            if args.device:
+                command += ["--device", args.device]
+            if args.max_tokens:
+                command += ["--max-tokens", str(args.max_tokens)]
+            start = time.perf_counter()
+            with open(log, "wb") as err:
+                proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+                # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would mix children).
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+            wall = time.perf_counter() - start
+            if proc.returncode != 0:
+                raise RuntimeError(f"memory check at {n} rows failed:\n{log.read_text()[-2000:]}")
+            out.append({"rows": n, "peak_rss_bytes": peak_rss_bytes(usage), "seconds": wall, "msgs_per_s": n / wall})
+    return out
+
+
+# -- output ----------------------------------------------------------------------------------
+
+TABLE_HEADER = ("| scorer | msgs/s median (min-max) | vs pipeline | peak RSS | GFLOP/s | of matmul peak "
+                "| label agreement vs fp32 | max abs prob diff vs fp32 |")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB"
+
+
+def format_report(report: dict) -> str:
+    lines = [f"`{report['command']}`", "",
+             f"- machine: {report['machine']}; torch {report['torch']}",
+             f"- rows: {report['rows']:,} sampled from {report['data']} (median {report['median_words']:g} words, "
+             f"median {report['median_tokens']:g} tokens, longest {report['max_tokens_seen']}); "
+             f"{report['rounds']} interleaved rounds",
+             "- matmul peak: " + ", ".join(f"{k} {v:,.0f} G{'OP' if k == 'int8' else 'FLOP'}/s"
+                                           for k, v in report["matmul_peaks"].items()),
+             f"- auto picks {report['auto']} ({report['auto_reason']}); agreement on the "
+             f"{report['agreement_on']} ({report['agreement_rows']} rows)", "",
+             TABLE_HEADER, "|" + "---|" * TABLE_HEADER.count(" | ") + "---|"]
+    for r in report["results"]:
+        if r["mode"] == PIPELINE:
+            name = f"transformers pipeline, batch_size={report['pipeline_batch_size']}"
+        else:
+            name = f"outreach-guard {r['mode']}" + (f" (-> {r['precision']})" if r["mode"].startswith("auto") else "")
+        gflops = f"{r['gflops']:,.0f}" if r["gflops"] is not None else "n/a"
+        fraction = "n/a" if r["peak_fraction"] is None else f"{r['peak_fraction']:.0%} of {r['precision']}"
+        agreement = "reference" if r["mode"] == "fp32" else f"{r['label_agreement']:.2%}"
+        diff = "reference" if r["mode"] == "fp32" else f"{r['max_prob_diff']:.1e}"
+        lines.append(f"| {name} | {r['msgs_per_s']:,.1f} ({r['msgs_per_s_min']:,.1f}-{r['msgs_per_s_max']:,.1f}) "
+                     f"| {r['vs_pipeline']:.1f}x | {_mb(r['peak_rss_bytes'])} | {gflops} | {fraction} "
+                     f"| {agreement} | {diff} |")
+    below = [r["mode"] for r in report["results"] if r["mode"] not in ("fp32", PIPELINE)
+             and r["label_agreement"] < AGREEMENT_BAR]
+    if below:
+        lines += ["", f"Below the {AGREEMENT_BAR:.1%} agreement bar, not to be offered: {', '.join(below)}"]
+    if report["memory"]:
+        smallest = report["memory"][0]["peak_rss_bytes"]
+        lines += ["", "| rows scored by `python -m infer` | peak RSS | vs smallest | msgs/s incl. model load |",
+                  "|---|---|---|---|"]
+        for m in report["memory"]:
+            lines.append(f"| {m['rows']:,} | {_mb(m['peak_rss_bytes'])} | {m['peak_rss_bytes'] / smallest - 1:+.1%} "
+                         f"| {m['msgs_per_s']:,.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+    report = run_benchmark(args)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

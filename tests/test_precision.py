@@ -1,0 +1,154 @@
+"""Precision modes and the fast scoring path: same answers as the plain fp32 model, few shapes."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import build_classifier_folder, make_rows, write_jsonl
+from infer import Classifier
+from infer.batching import length_sorted_batches, padded_length, power_of_two_parts
+from infer.bench import check_agreement
+from infer.model import FirstTokenLayer, compute_last_layer_for_first_token
+from infer.text import TextSettings
+
+
+@pytest.fixture(scope="module")
+def fp32(tiny_model):
+    return Classifier.from_pretrained(tiny_model, device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def texts():
+    return [r["text"] for r in make_rows(40, seed=11)]
+
+
+def _plain_model_probs(folder, texts, settings):
+    """Reference: the unmodified transformers model, one text at a time, no padding."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from infer.text import normalize_text
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    out = []
+    with torch.inference_mode():
+        for t in texts:
+            enc = tokenizer(normalize_text(t, settings), truncation=True, max_length=settings.max_length,
+                            return_tensors="pt")
+            out.append(torch.softmax(model(**enc).logits, -1)[0].numpy())
+    return np.array(out)
+
+
+def test_fast_path_matches_the_plain_model(fp32, tiny_model, texts):
+    # Length-sorted, padded to multiples of 8, last layer for the first token only, blocks
+    # tokenised ahead on a thread: none of it may change a probability.
+    assert fp32.first_token_last_layer
+    assert isinstance(fp32.model.bert.encoder.layer[-1], FirstTokenLayer)
+    expected = _plain_model_probs(tiny_model, texts, fp32.config.text)
+    np.testing.assert_allclose(fp32.predict_proba(texts), expected, atol=1e-5)
+
+
+def test_blocks_tokenised_ahead_keep_order_and_windows(tiny_base, tmp_path, texts):
+    folder = build_classifier_folder(tmp_path / "m", tiny_base,
+                                     text=TextSettings(max_length=16, long_text="sliding_window", window_stride=4))
+    one_block = Classifier.from_pretrained(folder, device="cpu", precision="fp32")
+    many_blocks = Classifier.from_pretrained(folder, device="cpu", precision="fp32", encode_block_size=3)
+    mixed = texts[:7] + [" ".join(f"word{i}" for i in range(120))] + texts[7:12]
+    np.testing.assert_allclose(many_blocks.predict_proba(mixed), one_block.predict_proba(mixed), atol=1e-6)
+
+
+def test_first_token_layer_only_where_the_head_reads_the_first_token(tiny_model):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    model.config.is_decoder = True  # a causal model: its first token sees nothing else
+    assert compute_last_layer_for_first_token(model) is False
+    model.config.is_decoder = False
+    assert compute_last_layer_for_first_token(model) is True
+    assert compute_last_layer_for_first_token(model) is True  # idempotent: no double wrapping
+    assert not isinstance(model.bert.encoder.layer[-1].layer, FirstTokenLayer)
+
+
+def test_bf16_mode_runs_in_bf16_and_agrees_with_fp32(tiny_model, fp32, texts):
+    bf16 = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16")
+    assert bf16.precision == "bf16"
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    probs = bf16.predict_proba(texts)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(probs, fp32.predict_proba(texts), atol=0.05)
+    agreement, max_diff = check_agreement(bf16, texts, path=tiny_model)
+    assert 0.0 < max_diff < 0.05
+    labels_equal = np.mean(np.array(bf16.decide(probs)) == np.array(fp32.decide(fp32.predict_proba(texts))))
+    assert agreement == pytest.approx(labels_equal)
+
+
+def test_check_agreement_option_reports_on_the_first_rows(tiny_model, tmp_path, capsys):
+    from infer.__main__ import main
+
+    source = write_jsonl(tmp_path / "in.jsonl", make_rows(12, seed=4))
+    code = main(["--model", str(tiny_model), "--input", str(source), "--output", str(tmp_path / "out.jsonl"),
+                 "--precision", "bf16", "--check-agreement", "5", "--no-progress"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "agreement check, bf16 vs fp32 on 5 rows" in err
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 12
+
+
+def test_gpu_settings_take_bigger_batches(tiny_model):
+    # Constructed only (no GPU here): the budgets a CUDA device gets.
+    cpu = Classifier.from_pretrained(tiny_model, device="cpu", precision="fp32")
+    gpu = Classifier(cpu.model, cpu.tokenizer, cpu.config, torch.device("cuda"), "bf16")
+    assert gpu.max_tokens > cpu.max_tokens and gpu.max_batch_size > cpu.max_batch_size
+    assert gpu.encode_block_size >= cpu.encode_block_size
+
+
+def test_padded_width_is_a_multiple_within_max_length(fp32):
+    for longest in (1, 7, 8, 9, 60, 63, 64):
+        ids, mask = fp32._padded_batch([[101] * longest, [101, 102]])
+        width = ids.shape[1]
+        assert width >= longest and mask[0].sum() == longest and mask[1].sum() == 2
+        assert width % 8 == 0 or width == fp32.config.text.max_length
+        assert width <= max(longest, fp32.config.text.max_length)
+
+
+def test_power_of_two_parts():
+    assert [len(p) for p in power_of_two_parts(list(range(13)))] == [8, 4, 1]
+    assert [len(p) for p in power_of_two_parts(list(range(16)))] == [16]
+    assert list(power_of_two_parts([])) == []
+
+
+@given(st.lists(st.integers(min_value=1, max_value=256), min_size=1, max_size=400),
+       st.sampled_from([512, 2048, 8192]), st.sampled_from([16, 64]))
+def test_batch_shapes_come_from_a_small_fixed_set(lengths, max_tokens, max_batch):
+    # Memory stays flat only if the model sees few distinct shapes whatever the input: widths
+    # are multiples of 8, and a batch is either full for its width or a power of two.
+    for batch in length_sorted_batches(lengths, max_tokens, max_batch, pad_multiple=8):
+        width = padded_length(max(lengths[i] for i in batch), 8)
+        capacity = max(1, min(max_batch, max_tokens // width))
+        assert len(batch) == capacity or (len(batch) & (len(batch) - 1)) == 0
+        assert len(batch) * width <= max(max_tokens, width)
+
+
+def test_memory_shapes_bounded_over_many_inputs(fp32):
+    seen = set()
+    original = fp32._padded_batch
+
+    def record(batch):
+        ids, mask = original(batch)
+        seen.add(tuple(ids.shape))
+        return ids, mask
+
+    fp32._padded_batch = record
+    try:
+        rng = np.random.default_rng(0)
+        for _ in range(6):
+            fp32.predict_proba(["word " * int(n) for n in rng.integers(1, 70, size=int(rng.integers(5, 90)))])
+    finally:
+        del fp32._padded_batch
+    widths = {w for _, w in seen}
+    sizes = {b for b, _ in seen}
+    assert all(w % 8 == 0 or w == fp32.config.text.max_length for w in widths)
+    assert len(sizes) <= len(widths) + 7  # full batches per width, plus 1, 2, 4 ... 64
