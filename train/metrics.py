@@ -26,17 +26,23 @@ def precision_recall_f1(y_true, y_pred) -> tuple[float, float, float]:
     return precision, recall, _ratio(2 * precision * recall, precision + recall)
 
 
-def roc_curve(y_true, scores):
-    """False-positive and true-positive rates at every distinct threshold, from (0, 0)."""
+def ranked_counts(y_true, scores):
+    """Distinct score thresholds, highest first, with true and false positives at each
+    (predicting positive when score >= threshold): the basis of every curve below."""
     y = np.asarray(y_true).astype(bool)
     s = np.asarray(scores, dtype=float)
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
     distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-    tps, fps = np.cumsum(y)[distinct], np.cumsum(~y)[distinct]
+    return s[distinct], np.cumsum(y)[distinct], np.cumsum(~y)[distinct]
+
+
+def roc_curve(y_true, scores):
+    """False-positive and true-positive rates at every distinct threshold, from (0, 0)."""
+    thresholds, tps, fps = ranked_counts(y_true, scores)
     fpr = np.r_[0.0, fps / max(fps[-1], 1)]
     tpr = np.r_[0.0, tps / max(tps[-1], 1)]
-    return fpr, tpr, np.r_[np.inf, s[distinct]]
+    return fpr, tpr, np.r_[np.inf, thresholds]
 
 
 def auroc(y_true, scores) -> float | None:
@@ -49,15 +55,10 @@ def auroc(y_true, scores) -> float | None:
 
 
 def precision_recall_curve(y_true, scores):
-    y = np.asarray(y_true).astype(bool)
-    s = np.asarray(scores, dtype=float)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-    tps, fps = np.cumsum(y)[distinct], np.cumsum(~y)[distinct]
+    thresholds, tps, fps = ranked_counts(y_true, scores)
     precision = tps / (tps + fps)
-    recall = tps / max(y.sum(), 1)
-    return precision, recall, s[distinct]
+    recall = tps / max(tps[-1], 1)
+    return precision, recall, thresholds
 
 
 def average_precision(y_true, scores) -> float | None:

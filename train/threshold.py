@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from .metrics import ranked_counts
+
 
 def _sweep(y_true: np.ndarray, scores: np.ndarray):
     """Precision, recall and FPR for every distinct threshold (predict positive when score >= t)."""
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], y_true[order].astype(bool)
-    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-    tp = np.cumsum(y)[distinct]
-    fp = np.cumsum(~y)[distinct]
-    pos, neg = y.sum(), (~y).sum()
+    thresholds, tp, fp = ranked_counts(y_true, scores)
+    pos, neg = tp[-1], fp[-1]
     precision = tp / np.maximum(tp + fp, 1)
     recall = tp / max(pos, 1)
     fpr = fp / max(neg, 1)
-    return s[distinct], precision, recall, fpr
+    return thresholds, precision, recall, fpr
 
 
 def select_threshold(y_true, scores, rule: str = "max_f1", value: float | None = None) -> float:
