@@ -197,7 +197,10 @@ def main(argv=None) -> Path:
                          "examples_per_s": round(train_result.metrics.get("train_samples_per_second", 0.0), 2),
                          "epochs": train_result.metrics.get("epoch"), "loss": train_result.metrics.get("train_loss"),
                          "class_weights": weights, "bf16": training["bf16"]}}
+    # Without a validation split, binary tasks fall back to the fixed value or 0.5.
     threshold = None
+    if positive is not None:
+        threshold = recipe.threshold.value if recipe.threshold.rule == "fixed" else 0.5
     for name in ("validation", "test"):
         ds = splits[name]
         if ds is None or len(ds) == 0:
@@ -208,11 +211,7 @@ def main(argv=None) -> Path:
             k = labels.index(positive)
             threshold = select_threshold(y == k, probs[:, k], recipe.threshold.rule, recipe.threshold.value)
             logger.info("threshold (%s on validation): %.4f", recipe.threshold.rule, threshold)
-        if positive is not None and threshold is None:
-            threshold = recipe.threshold.value if recipe.threshold.rule == "fixed" else 0.5
         metrics[name] = classification_metrics(y, probs, labels, positive, threshold)
-    if positive is not None and threshold is None:
-        threshold = recipe.threshold.value if recipe.threshold.rule == "fixed" else 0.5
     pipeline = PipelineConfig(labels, positive, threshold, recipe.text, base_model=recipe.model.name_or_path)
     pipeline.save(staging)
     metrics["command"] = command
