@@ -10,6 +10,7 @@ from conftest import build_classifier_folder, make_rows, write_jsonl
 from infer import Classifier
 from infer.batching import length_sorted_batches, padded_length, power_of_two_parts
 from infer.bench import check_agreement
+from infer.layers import FusedSelfAttention, fuse_self_attention, masked_softmax_attention
 from infer.model import FirstTokenLayer, compute_last_layer_for_first_token
 from infer.text import TextSettings
 
@@ -50,6 +51,58 @@ def test_fast_path_matches_the_plain_model(fp32, tiny_model, texts):
     np.testing.assert_allclose(fp32.predict_proba(texts), expected, atol=1e-5)
 
 
+def test_fused_attention_matches_the_plain_model_in_both_attention_cores(tiny_model, texts):
+    # fp32 keeps PyTorch's attention kernel behind the fused QKV projection; bf16/fp16 on CPU
+    # use plain matmul + softmax attention. Both must give the plain model's probabilities.
+    clf = Classifier.from_pretrained(tiny_model, device="cpu", precision="fp32")
+    layers = clf.model.bert.encoder.layer
+    assert clf.fused_attention_layers == len(layers) - 1 and clf.attention == "sdpa"
+    assert isinstance(layers[0].attention.self, FusedSelfAttention)
+    expected = _plain_model_probs(tiny_model, texts, clf.config.text)
+    np.testing.assert_allclose(clf.predict_proba(texts), expected, atol=1e-5)
+    assert fuse_self_attention(clf.model, manual_attention=True) == len(layers) - 1  # switches, no re-wrapping
+    assert layers[0].attention.self.manual_attention
+    np.testing.assert_allclose(clf.predict_proba(texts), expected, atol=1e-5)
+
+
+def test_bf16_on_cpu_uses_matmul_softmax_attention(tiny_model):
+    bf16 = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16")
+    assert bf16.attention == "matmul+softmax"
+    compiled = Classifier(bf16.model, bf16.tokenizer, bf16.config, bf16.device, "bf16", compile_model=True)
+    assert compiled.attention == "sdpa"  # torch.compile gets the fused kernel it knows
+
+
+@pytest.mark.parametrize("padding", ["right", "left", "none"])
+def test_masked_softmax_attention_equals_sdpa(padding):
+    torch.manual_seed(0)
+    batch, heads, length, size = 5, 3, 13, 8
+    q, k, v = (torch.randn(batch, heads, length, size) for _ in range(3))
+    lengths = torch.tensor([13, 12, 9, 4, 1])
+    positions = torch.arange(length)[None, :]
+    keep = {"right": positions < lengths[:, None], "left": positions >= length - lengths[:, None],
+            "none": torch.ones(batch, length, dtype=torch.bool)}[padding][:, None, None, :]
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=0.3)
+    torch.testing.assert_close(masked_softmax_attention(q, k, v, keep, 0.3), expected, atol=1e-5, rtol=1e-5)
+    additive = torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)
+    torch.testing.assert_close(masked_softmax_attention(q, k, v, additive, 0.3), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(masked_softmax_attention(q, k, v, None, 0.3),
+                               torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.3),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_allocator_tuning_can_be_turned_off():
+    import subprocess
+    import sys
+
+    code = "from infer.device import tune_cpu_allocator as t; print(t(), t())"
+    tuned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    env = {**__import__("os").environ, "OUTREACH_GUARD_MALLOC": "default"}
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert off.split() == ["False", "False"]
+    glibc = sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc"
+    assert tuned == ([str(glibc)] * 2)
+
+
 def test_blocks_tokenised_ahead_keep_order_and_windows(tiny_base, tmp_path, texts):
     folder = build_classifier_folder(tmp_path / "m", tiny_base,
                                      text=TextSettings(max_length=16, long_text="sliding_window", window_stride=4))
@@ -65,6 +118,7 @@ def test_first_token_layer_only_where_the_head_reads_the_first_token(tiny_model)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
     model.config.is_decoder = True  # a causal model: its first token sees nothing else
     assert compute_last_layer_for_first_token(model) is False
+    assert fuse_self_attention(model) == 0
     model.config.is_decoder = False
     assert compute_last_layer_for_first_token(model) is True
     assert compute_last_layer_for_first_token(model) is True  # idempotent: no double wrapping
@@ -102,7 +156,6 @@ def test_gpu_settings_take_bigger_batches(tiny_model):
     cpu = Classifier.from_pretrained(tiny_model, device="cpu", precision="fp32")
     gpu = Classifier(cpu.model, cpu.tokenizer, cpu.config, torch.device("cuda"), "bf16")
     assert gpu.max_tokens > cpu.max_tokens and gpu.max_batch_size > cpu.max_batch_size
-    assert gpu.encode_block_size >= cpu.encode_block_size
 
 
 def test_padded_width_is_a_multiple_within_max_length(fp32):
