@@ -42,7 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .device import auto_precision, configure_threads, select_device  # noqa: E402
+from .device import auto_precision, configure_threads, select_device, tune_cpu_allocator  # noqa: E402
 from .model import Classifier, PipelineConfig, decide_labels  # noqa: E402
 from .text import normalize_text, tokenize  # noqa: E402
 
@@ -214,7 +214,8 @@ def build_scorer(spec: ScorerSpec):
         chunks = range(0, len(texts), spec.chunk_size)
         return np.vstack([clf.predict_proba(texts[i:i + spec.chunk_size]) for i in chunks])
 
-    facts = {"precision": clf.precision, "first_token_last_layer": clf.first_token_last_layer}
+    facts = {"precision": clf.precision, "first_token_last_layer": clf.first_token_last_layer,
+             "attention": clf.attention, "malloc_tuned": tune_cpu_allocator() if clf.device.type == "cpu" else False}
     return (lambda texts: texts), score, facts
 
 
@@ -357,7 +358,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             "mode": spec.mode, "precision": precision, "msgs_per_s": median_rate, "msgs_per_s_min": rates[0],
             "msgs_per_s_max": rates[-1], "vs_pipeline": median_rate / pipeline_rate, "peak_rss_bytes": rss[spec.mode],
             "gflops": achieved, "peak_gflops": peak, "peak_fraction": achieved / peak if achieved else None,
-            "label_agreement": agreement, "max_prob_diff": max_diff,
+            "label_agreement": agreement, "max_prob_diff": max_diff, "facts": facts[spec.mode],
         })
     words = [len(t.split()) for t in texts]
     return {
@@ -425,6 +426,17 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:,.0f} MB"
 
 
+def _describe(facts: dict) -> str:
+    parts = [facts.get("precision", "?")]
+    if facts.get("attention", "none") != "none":
+        parts.append(f"fused QKV, {facts['attention']} attention")
+    if facts.get("first_token_last_layer"):
+        parts.append("last layer for the first token only")
+    if facts.get("malloc_tuned"):
+        parts.append("glibc malloc tuned")
+    return ", ".join(parts)
+
+
 def format_report(report: dict) -> str:
     lines = [f"`{report['command']}`", "",
              f"- machine: {report['machine']}; torch {report['torch']}",
@@ -434,8 +446,9 @@ def format_report(report: dict) -> str:
              "- matmul peak: " + ", ".join(f"{k} {v:,.0f} G{'OP' if k == 'int8' else 'FLOP'}/s"
                                            for k, v in report["matmul_peaks"].items()),
              f"- auto picks {report['auto']} ({report['auto_reason']}); agreement on the "
-             f"{report['agreement_on']} ({report['agreement_rows']} rows)", "",
-             TABLE_HEADER, "|" + "---|" * TABLE_HEADER.count(" | ") + "---|"]
+             f"{report['agreement_on']} ({report['agreement_rows']} rows)",
+             *[f"- {r['mode']}: {_describe(r.get('facts', {}))}" for r in report["results"] if r["mode"] != PIPELINE],
+             "", TABLE_HEADER, "|" + "---|" * TABLE_HEADER.count(" | ") + "---|"]
     for r in report["results"]:
         if r["mode"] == PIPELINE:
             name = f"transformers pipeline, batch_size={report['pipeline_batch_size']}"
