@@ -26,6 +26,10 @@ FORMAT_VERSION = 1
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
 
 
+#: Attention cores a classifier can use in its fused self-attention layers.
+ATTENTION_CORES = ("auto", "sdpa", "matmul")
+
+
 class ModelFolderError(ValueError):
     """A model folder is missing a file, has a malformed one, or its parts disagree."""
 
@@ -117,7 +121,7 @@ class Classifier:
 
     def __init__(self, model, tokenizer, config: PipelineConfig, device: torch.device, precision: str = "fp32",
                  max_tokens: int | None = None, max_batch_size: int | None = None, pad_multiple: int = 8,
-                 encode_block_size: int | None = None, compile_model: bool = False):
+                 encode_block_size: int | None = None, compile_model: bool = False, attention: str = "auto"):
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
@@ -137,9 +141,13 @@ class Classifier:
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._positive_index = config.labels.index(config.positive_label) if config.positive_label else None
         self.first_token_last_layer = compute_last_layer_for_first_token(model)
-        # On CPU in bf16/fp16, plain matmul + softmax attention beats PyTorch's fused kernel at
-        # message lengths (see infer.layers); torch.compile traces the fused kernel better.
-        manual = device.type == "cpu" and precision in ("bf16", "fp16") and not compile_model
+        # attention: "auto", "sdpa" (PyTorch's fused kernel) or "matmul" (plain matmul + softmax).
+        # auto: on CPU in bf16/fp16, matmul + softmax beats the fused kernel at message lengths
+        # (see infer.layers); elsewhere, and under torch.compile, the fused kernel.
+        if attention not in ATTENTION_CORES:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION_CORES)}, got {attention!r}")
+        manual = attention == "matmul" or (attention == "auto" and device.type == "cpu"
+                                           and precision in ("bf16", "fp16") and not compile_model)
         self.fused_attention_layers = fuse_self_attention(model, manual_attention=manual)
         self.attention = "none" if not self.fused_attention_layers else "matmul+softmax" if manual else "sdpa"
         # dynamic=True: one compiled graph serves every batch shape instead of one per shape.
@@ -160,7 +168,7 @@ class Classifier:
         """Load a model folder. ``precision``: ``auto`` (bf16 where the hardware runs it natively,
         else fp32), ``fp32``, ``bf16`` or ``fp16``. On CPU, ``threads`` (default: every usable
         CPU, or ``OMP_NUM_THREADS``) sets torch's thread count. Other keyword arguments go to
-        the constructor (``max_tokens``, ``max_batch_size``, ``compile_model`` ...).
+        the constructor (``max_tokens``, ``max_batch_size``, ``compile_model``, ``attention`` ...).
         """
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -70,6 +70,13 @@ def test_bf16_on_cpu_uses_matmul_softmax_attention(tiny_model):
     assert bf16.attention == "matmul+softmax"
     compiled = Classifier(bf16.model, bf16.tokenizer, bf16.config, bf16.device, "bf16", compile_model=True)
     assert compiled.attention == "sdpa"  # torch.compile gets the fused kernel it knows
+    forced = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16", attention="sdpa")
+    matmul = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16", attention="matmul")
+    assert forced.attention == "sdpa" and matmul.attention == "matmul+softmax"
+    texts = ["a short note", "a longer message " * 9, "hi"]
+    np.testing.assert_allclose(forced.predict_proba(texts), matmul.predict_proba(texts), atol=0.02)
+    with pytest.raises(ValueError, match="attention must be one of"):
+        Classifier(bf16.model, bf16.tokenizer, bf16.config, bf16.device, "bf16", attention="flash")
 
 
 @pytest.mark.parametrize("padding", ["right", "left", "none"])
