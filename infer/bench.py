@@ -13,7 +13,8 @@ achieved GFLOP/s (useful FLOPs: real tokens, no padding) and its fraction of a m
 measured in the same run, and label agreement and max probability difference against fp32 on
 the corpus's test split.
 
-``--memory-rows 20000,200000`` also scores files of those sizes with ``python -m infer`` and
+``--profile auto`` also scores the rows once under the PyTorch profiler and prints the operators
+that take the time. ``--memory-rows 20000,200000`` also scores files of those sizes with ``python -m infer`` and
 reports each run's peak RSS: scoring streams, so memory must not grow with the input.
 """
 
@@ -43,6 +44,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .device import auto_precision, configure_threads, select_device, tune_cpu_allocator  # noqa: E402
+from .batching import length_sorted_batches, padded_length  # noqa: E402
 from .model import Classifier, PipelineConfig, decide_labels  # noqa: E402
 from .text import normalize_text, tokenize  # noqa: E402
 
@@ -60,7 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; at least 3 for a median")
     p.add_argument("--modes", default=None,
                    help=f"comma-separated scorer modes from {', '.join(BASE_MODES)}, each optionally with "
-                        "'+compile' (default: fp32 and what auto picks); fp32 always runs as the reference")
+                        "'+compile', '+sdpa' or '+matmul' (attention core) (default: fp32 and what auto picks); "
+                        "fp32 always runs as the reference")
     p.add_argument("--device", default=None, help="cuda, cpu ... (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: every usable CPU)")
     p.add_argument("--max-tokens", type=int, default=None, help="token budget per batch for the project's scorer")
@@ -72,6 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--memory-rows", default="",
                    help="comma-separated file sizes for the memory check, e.g. 20000,200000")
     p.add_argument("--memory-precision", default="auto", help="--precision for the memory check runs")
+    p.add_argument("--profile", default="",
+                   help="comma-separated modes (or 'pipeline') to profile after the timed rounds: where each "
+                        "spends its time, by PyTorch operator")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
@@ -183,11 +189,20 @@ class ScorerSpec:
     pipeline_batch_size: int
 
 
-def parse_mode(mode: str) -> tuple[str, bool]:
-    base, _, suffix = mode.partition("+")
-    if base not in BASE_MODES or suffix not in ("", "compile"):
-        raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(BASE_MODES)}, optionally with '+compile'")
-    return base, suffix == "compile"
+#: Mode suffixes: ``+compile`` (torch.compile), ``+sdpa`` / ``+matmul`` (the attention core, see
+#: ``infer.layers``; default: what ``Classifier`` picks for the device and precision).
+MODE_SUFFIXES = ("compile", "sdpa", "matmul")
+
+
+def parse_mode(mode: str) -> tuple[str, bool, str]:
+    """``"bf16+compile"`` -> ``("bf16", True, "auto")``; ``"bf16+sdpa"`` -> ``("bf16", False, "sdpa")``."""
+    base, *suffixes = mode.split("+")
+    if base not in BASE_MODES or any(x not in MODE_SUFFIXES for x in suffixes) or len(set(suffixes)) < len(suffixes) \
+            or ("sdpa" in suffixes and "matmul" in suffixes):
+        raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(BASE_MODES)}, optionally with "
+                         "'+compile' and one of '+sdpa', '+matmul'")
+    attention = "sdpa" if "sdpa" in suffixes else "matmul" if "matmul" in suffixes else "auto"
+    return base, "compile" in suffixes, attention
 
 
 def build_scorer(spec: ScorerSpec):
@@ -195,10 +210,11 @@ def build_scorer(spec: ScorerSpec):
     says which precision ran and whether the last layer ran for the first token only."""
     if spec.mode == PIPELINE:
         return _pipeline_scorer(spec)
-    base, compiled = parse_mode(spec.mode)
+    base, compiled, attention = parse_mode(spec.mode)
     quantised = base == "int8-dynamic"
     clf = Classifier.from_pretrained(spec.model, device=spec.device, precision="fp32" if quantised else base,
-                                     threads=spec.threads, max_tokens=spec.max_tokens, compile_model=compiled)
+                                     threads=spec.threads, max_tokens=spec.max_tokens, compile_model=compiled,
+                                     attention=attention)
     if quantised:
         # Measured, not offered: int8 weights on every nn.Linear, activations quantised per batch.
         if clf.device.type != "cpu":
@@ -207,7 +223,7 @@ def build_scorer(spec: ScorerSpec):
             warnings.simplefilter("ignore")
             model = torch.ao.quantization.quantize_dynamic(clf.model, {torch.nn.Linear}, dtype=torch.qint8)
         clf = Classifier(model, clf.tokenizer, clf.config, clf.device, "int8", max_tokens=spec.max_tokens,
-                         compile_model=compiled)
+                         compile_model=compiled, attention=attention)
 
     def score(texts: list[str]) -> np.ndarray:
         # Chunk by chunk, as `python -m infer` scores a file.
@@ -215,7 +231,10 @@ def build_scorer(spec: ScorerSpec):
         return np.vstack([clf.predict_proba(texts[i:i + spec.chunk_size]) for i in chunks])
 
     facts = {"precision": clf.precision, "first_token_last_layer": clf.first_token_last_layer,
-             "attention": clf.attention, "malloc_tuned": tune_cpu_allocator() if clf.device.type == "cpu" else False}
+             "attention": clf.attention, "malloc_tuned": tune_cpu_allocator() if clf.device.type == "cpu" else False,
+             "batching": {"block": clf.encode_block_size, "max_tokens": clf.max_tokens,
+                          "max_batch_size": clf.max_batch_size, "pad_multiple": clf.pad_multiple,
+                          "max_length": clf.config.text.max_length}}
     return (lambda texts: texts), score, facts
 
 
@@ -254,16 +273,35 @@ def _worker(conn, spec: ScorerSpec, texts: list[str], agreement_texts: list[str]
         while True:
             command = conn.recv()
             if command == "time":
-                start = time.perf_counter()
+                before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
                 score(timed)
-                conn.send(("ok", time.perf_counter() - start))
+                wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+                conn.send(("ok", (wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime)))
             elif command == "agreement":
                 conn.send(("ok", score(checked)))
+            elif command == "profile":
+                conn.send(("ok", profile_operators(score, timed)))
             else:
                 conn.send(("ok", peak_rss_bytes()))
                 return
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         conn.send(("error", traceback.format_exc()))
+
+
+def profile_operators(score, texts: list[str], top: int = 8) -> dict:
+    """Score ``texts`` under the PyTorch profiler: wall seconds, and the operators with the most
+    self CPU time (seconds, share of the summed self time). Profiling slows scoring a little."""
+    from torch.profiler import ProfilerActivity, profile
+
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        score(texts)
+    wall = time.perf_counter() - start
+    events = [(e.key, e.self_cpu_time_total / 1e6) for e in prof.key_averages()]
+    total = sum(t for _, t in events) or 1.0
+    events.sort(key=lambda e: -e[1])
+    return {"wall_s": wall, "self_cpu_s": total,
+            "top": [{"op": name, "self_cpu_s": t, "share": t / total} for name, t in events[:top]]}
 
 
 class Worker:
@@ -307,6 +345,10 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         parse_mode(mode)
     if "fp32" not in modes:
         modes.insert(0, "fp32")  # the reference for agreement
+    profile_modes = [m.strip() for m in args.profile.split(",") if m.strip()]
+    unknown = [m for m in profile_modes if m not in (PIPELINE, *modes)]
+    if unknown:
+        raise ValueError(f"--profile {', '.join(unknown)}: not among the benchmarked modes {', '.join(modes)}")
     auto_choice, auto_reason = auto_precision(device)
     threads = configure_threads(args.threads)
 
@@ -330,13 +372,20 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         facts = {w.spec.mode: w.ask() for w in workers}
         dtypes = _peak_dtypes(f["precision"] for f in facts.values())
         peaks = {name: matmul_peak_gflops(name, device) for name in dtypes}
+        start = time.perf_counter()
+        tokenize(AutoTokenizer.from_pretrained(args.model), texts, config.text, windows=True)
+        encode_seconds = time.perf_counter() - start  # the workers are idle meanwhile
         seconds: dict[str, list[float]] = {w.spec.mode: [] for w in workers}
+        cpu_times: dict[str, list[tuple[float, float]]] = {w.spec.mode: [] for w in workers}
         for round_ in range(args.rounds):
             # Rotate who goes first, so no scorer always runs on a cache warmed by the same one.
             shift = round_ % len(workers)
             for worker in workers[shift:] + workers[:shift]:
-                seconds[worker.spec.mode].append(worker.ask("time"))
+                wall, user, system = worker.ask("time")
+                seconds[worker.spec.mode].append(wall)
+                cpu_times[worker.spec.mode].append((user, system))
         agreement_probs = {w.spec.mode: w.ask("agreement") for w in workers}
+        profiled = {w.spec.mode: w.ask("profile") for w in workers if w.spec.mode in profile_modes}
         rss = {w.spec.mode: w.stop() for w in workers}
     finally:
         for w in workers:
@@ -359,6 +408,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             "msgs_per_s_max": rates[-1], "vs_pipeline": median_rate / pipeline_rate, "peak_rss_bytes": rss[spec.mode],
             "gflops": achieved, "peak_gflops": peak, "peak_fraction": achieved / peak if achieved else None,
             "label_agreement": agreement, "max_prob_diff": max_diff, "facts": facts[spec.mode],
+            "user_cpu_s": sum(u for u, _ in cpu_times[spec.mode]), "system_cpu_s": sum(k for _, k in cpu_times[spec.mode]),
         })
     words = [len(t.split()) for t in texts]
     return {
@@ -367,10 +417,31 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "torch": torch.__version__, "model": str(args.model), "data": str(args.data), "rows": args.rows,
         "rounds": args.rounds, "pipeline_batch_size": args.pipeline_batch_size,
         "median_words": statistics.median(words), "median_tokens": statistics.median(lengths),
-        "max_tokens_seen": max(lengths), "auto": auto_choice, "auto_reason": auto_reason, "matmul_peaks": peaks,
+        "max_tokens_seen": max(lengths), "real_token_fraction": real_token_fraction(
+            lengths, next(f["batching"] for f in facts.values() if "batching" in f)),
+        "tokenize_msgs_per_s": args.rows / encode_seconds,
+        "auto": auto_choice, "auto_reason": auto_reason, "matmul_peaks": peaks,
         "agreement_on": agreement_on, "agreement_rows": len(agreement_texts), "results": results,
+        "profiles": profiled,
         "memory": memory_check(args, corpus) if args.memory_rows else [],
     }
+
+
+def real_token_fraction(lengths: list[int], batching: dict) -> float:
+    """Share of the positions a scorer with these batching settings (``block``, ``max_tokens``,
+    ``max_batch_size``, ``pad_multiple``, ``max_length``: see ``Classifier``) computes that are
+    real tokens."""
+    real = computed = 0
+    block = batching["block"]
+    for start in range(0, len(lengths), block):
+        part = lengths[start:start + block]
+        for batch in length_sorted_batches(part, batching["max_tokens"], batching["max_batch_size"],
+                                           batching["pad_multiple"]):
+            longest = max(part[i] for i in batch)
+            width = max(longest, min(padded_length(longest, batching["pad_multiple"]), batching["max_length"]))
+            real += sum(part[i] for i in batch)
+            computed += len(batch) * width
+    return real / computed
 
 
 def _peak_dtypes(precisions) -> list[str]:
@@ -442,7 +513,9 @@ def format_report(report: dict) -> str:
              f"- machine: {report['machine']}; torch {report['torch']}",
              f"- rows: {report['rows']:,} sampled from {report['data']} (median {report['median_words']:g} words, "
              f"median {report['median_tokens']:g} tokens, longest {report['max_tokens_seen']}); "
-             f"{report['rounds']} interleaved rounds",
+             f"{report['rounds']} interleaved rounds; the project's batches are "
+             f"{report['real_token_fraction']:.1%} real tokens; normalising and tokenising alone runs at "
+             f"{report['tokenize_msgs_per_s']:,.0f} msgs/s",
              "- matmul peak: " + ", ".join(f"{k} {v:,.0f} G{'OP' if k == 'int8' else 'FLOP'}/s"
                                            for k, v in report["matmul_peaks"].items()),
              f"- auto picks {report['auto']} ({report['auto_reason']}); agreement on the "
@@ -461,10 +534,18 @@ def format_report(report: dict) -> str:
         lines.append(f"| {name} | {r['msgs_per_s']:,.1f} ({r['msgs_per_s_min']:,.1f}-{r['msgs_per_s_max']:,.1f}) "
                      f"| {r['vs_pipeline']:.1f}x | {_mb(r['peak_rss_bytes'])} | {gflops} | {fraction} "
                      f"| {agreement} | {diff} |")
+    lines += ["", "CPU time in the timed rounds, user + system (system: page faults, thread waits): " + "; ".join(
+        f"{'pipeline' if r['mode'] == PIPELINE else r['mode']} {r['user_cpu_s']:,.0f} + {r['system_cpu_s']:,.0f} s"
+        for r in report["results"])]
     below = [r["mode"] for r in report["results"] if r["mode"] not in ("fp32", PIPELINE)
              and r["label_agreement"] < AGREEMENT_BAR]
     if below:
         lines += ["", f"Below the {AGREEMENT_BAR:.1%} agreement bar, not to be offered: {', '.join(below)}"]
+    for mode, prof in report.get("profiles", {}).items():
+        lines += ["", f"Where `{mode}` spends its time ({report['rows']:,} rows under the PyTorch profiler: "
+                      f"{prof['wall_s']:.1f} s wall, {prof['self_cpu_s']:.1f} s of operator self time):", "",
+                  "| operator | self time | share |", "|---|---|---|"]
+        lines += [f"| `{t['op']}` | {t['self_cpu_s']:.2f} s | {t['share']:.1%} |" for t in prof["top"]]
     if report["memory"]:
         smallest = report["memory"][0]["peak_rss_bytes"]
         lines += ["", "| rows scored by `python -m infer` | peak RSS | vs smallest | msgs/s incl. model load |",

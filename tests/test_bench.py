@@ -23,7 +23,7 @@ def corpus(tmp_path):
 def test_smoke_run_prints_the_table_with_agreement(tiny_model, corpus, tmp_path, capsys):
     report_file = tmp_path / "bench.json"
     assert main(["--model", str(tiny_model), "--data", str(corpus), "--rows", "24", "--rounds", "3",
-                 "--modes", "fp32,bf16", "--warmup-rows", "4", "--memory-rows", "10,40",
+                 "--modes", "fp32,bf16", "--warmup-rows", "4", "--memory-rows", "10,40", "--profile", "bf16",
                  "--json", str(report_file)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
@@ -33,6 +33,7 @@ def test_smoke_run_prints_the_table_with_agreement(tiny_model, corpus, tmp_path,
         "| transformers pipeline, batch_size=32", "| outreach-guard fp32", "| outreach-guard bf16"]
     assert all(row.count(" | ") == lines[header].count(" | ") for row in table)
     assert "matmul peak: " in out and "3 interleaved rounds" in out and "test split (10 rows)" in out
+    assert "CPU time in the timed rounds, user + system" in out and "real tokens" in out
 
     report = json.loads(report_file.read_text())
     results = {r["mode"]: r for r in report["results"]}
@@ -40,11 +41,19 @@ def test_smoke_run_prints_the_table_with_agreement(tiny_model, corpus, tmp_path,
         assert r["msgs_per_s_min"] <= r["msgs_per_s"] <= r["msgs_per_s_max"]
         assert r["peak_rss_bytes"] > 0 and r["gflops"] > 0 and r["peak_fraction"] > 0
         assert 0.0 <= r["label_agreement"] <= 1.0
+        assert r["user_cpu_s"] > 0 and r["system_cpu_s"] >= 0
+    assert 0.5 < report["real_token_fraction"] <= 1.0 and report["tokenize_msgs_per_s"] > 0
+    assert results["bf16"]["facts"]["attention"] == "matmul+softmax" and results["fp32"]["facts"]["attention"] == "sdpa"
     assert results["pipeline"]["vs_pipeline"] == pytest.approx(1.0)
     # The project's fp32 scorer gives the pipeline's probabilities on the same (normalised) text.
     assert results["pipeline"]["max_prob_diff"] < 1e-4 and results["pipeline"]["label_agreement"] == 1.0
     assert results["fp32"]["max_prob_diff"] == 0.0
     assert 0.0 < results["bf16"]["max_prob_diff"] < 0.05
+    assert list(report["profiles"]) == ["bf16"]
+    top = report["profiles"]["bf16"]["top"]
+    assert top and all(t["op"].startswith("aten::") or "::" in t["op"] for t in top)
+    assert "aten::addmm" in {t["op"] for t in top} and sum(t["share"] for t in top) <= 1.0 + 1e-9
+    assert "Where `bf16` spends its time" in out
     assert [m["rows"] for m in report["memory"]] == [10, 40]
     assert all(m["peak_rss_bytes"] > 0 for m in report["memory"])
 
@@ -66,7 +75,18 @@ def test_label_agreement_uses_the_saved_threshold():
     assert agreement == pytest.approx(2 / 3) and max_diff == pytest.approx(0.15)
 
 
+def test_profile_modes_must_be_benchmarked(tiny_model, corpus):
+    with pytest.raises(ValueError, match="--profile int8-dynamic"):
+        main(["--model", str(tiny_model), "--data", str(corpus), "--rows", "4", "--rounds", "1",
+              "--modes", "fp32", "--profile", "int8-dynamic"])
+
+
 def test_modes_are_validated():
-    assert parse_mode("bf16+compile") == ("bf16", True)
+    assert parse_mode("bf16+compile") == ("bf16", True, "auto")
+    assert parse_mode("bf16+sdpa") == ("bf16", False, "sdpa")
+    assert parse_mode("fp32+matmul+compile") == ("fp32", True, "matmul")
+    for bad in ("bf16+sdpa+matmul", "bf16+compile+compile", "bf16+fast"):
+        with pytest.raises(ValueError, match="unknown mode"):
+            parse_mode(bad)
     with pytest.raises(ValueError, match="unknown mode"):
         parse_mode("int4")
