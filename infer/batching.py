@@ -23,6 +23,13 @@ def padded_length(length: int, multiple: int) -> int:
     return -(-length // multiple) * multiple
 
 
+def batch_width(longest: int, multiple: int, max_length: int) -> int:
+    """The padded width of a batch whose longest member has ``longest`` tokens: rounded up to a
+    multiple (fewer distinct shapes), but never past ``max_length`` (the longest window the text
+    settings allow, which the model's position table is sized for) unless ``longest`` is."""
+    return max(longest, min(padded_length(longest, multiple), max_length))
+
+
 def power_of_two_parts(items: list[int]) -> Iterator[list[int]]:
     """Split ``items`` into runs whose sizes are distinct powers of two, largest first (13 -> 8, 4, 1)."""
     start = 0

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .device import auto_precision, configure_threads, select_device, tune_cpu_allocator  # noqa: E402
-from .batching import length_sorted_batches, padded_length  # noqa: E402
+from .batching import batch_width, length_sorted_batches  # noqa: E402
 from .model import Classifier, PipelineConfig, decide_labels  # noqa: E402
 from .text import normalize_text, tokenize  # noqa: E402
 
@@ -360,8 +360,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     agreement_rows = [r for r in corpus if args.agreement_split and r.get("split") == args.agreement_split]
     agreement_texts = [r["text"] for r in agreement_rows] or texts
     agreement_on = f"{args.agreement_split} split" if agreement_rows else "the benchmark rows"
-    windows, _ = tokenize(AutoTokenizer.from_pretrained(args.model), texts, config.text, windows=True)
-    lengths = [len(w) for w in windows]
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
     model_config = AutoConfig.from_pretrained(args.model)
 
     context = multiprocessing.get_context("spawn")
@@ -373,8 +372,9 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         dtypes = _peak_dtypes(f["precision"] for f in facts.values())
         peaks = {name: matmul_peak_gflops(name, device) for name in dtypes}
         start = time.perf_counter()
-        tokenize(AutoTokenizer.from_pretrained(args.model), texts, config.text, windows=True)
+        windows, _ = tokenize(tokenizer, texts, config.text, windows=True)
         encode_seconds = time.perf_counter() - start  # the workers are idle meanwhile
+        lengths = [len(w) for w in windows]
         seconds: dict[str, list[float]] = {w.spec.mode: [] for w in workers}
         cpu_times: dict[str, list[tuple[float, float]]] = {w.spec.mode: [] for w in workers}
         for round_ in range(args.rounds):
@@ -437,8 +437,7 @@ def real_token_fraction(lengths: list[int], batching: dict) -> float:
         part = lengths[start:start + block]
         for batch in length_sorted_batches(part, batching["max_tokens"], batching["max_batch_size"],
                                            batching["pad_multiple"]):
-            longest = max(part[i] for i in batch)
-            width = max(longest, min(padded_length(longest, batching["pad_multiple"]), batching["max_length"]))
+            width = batch_width(max(part[i] for i in batch), batching["pad_multiple"], batching["max_length"])
             real += sum(part[i] for i in batch)
             computed += len(batch) * width
     return real / computed

@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .batching import length_sorted_batches, padded_length
+from .batching import batch_width, length_sorted_batches
 from .device import configure_threads, resolve_precision, select_device, torch_dtype, tune_cpu_allocator
 from .layers import FirstTokenLayer, FusedSelfAttention, compute_last_layer_for_first_token, fuse_self_attention  # noqa: F401
 from .text import TextSettings, tokenize
@@ -247,9 +247,7 @@ class Classifier:
     def _padded_batch(self, batch: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = np.fromiter((len(ids) for ids in batch), dtype=np.int64, count=len(batch))
         longest = int(lengths.max())
-        # Round the width up (fewer distinct shapes) but never past the longest window the
-        # text settings allow, which the model's position table is sized for.
-        width = max(longest, min(padded_length(longest, self.pad_multiple), self.config.text.max_length))
+        width = batch_width(longest, self.pad_multiple, self.config.text.max_length)
         input_ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
         for row, ids in enumerate(batch):
             input_ids[row, : len(ids)] = ids
