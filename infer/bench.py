@@ -37,6 +37,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -45,6 +46,7 @@ import torch  # noqa: E402
 
 from .device import auto_precision, configure_threads, select_device, tune_cpu_allocator  # noqa: E402
 from .batching import batch_width, length_sorted_batches  # noqa: E402
+from .layers import onednn_linear_supported  # noqa: E402
 from .model import Classifier, PipelineConfig, decide_labels  # noqa: E402
 from .text import normalize_text, tokenize  # noqa: E402
 
@@ -62,7 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; at least 3 for a median")
     p.add_argument("--modes", default=None,
                    help=f"comma-separated scorer modes from {', '.join(BASE_MODES)}, each optionally with "
-                        "'+compile', '+sdpa' or '+matmul' (attention core) (default: fp32 and what auto picks); "
+                        "'+compile', '+sdpa' or '+matmul' (attention core), '+noprepack' (plain nn.Linear) "
+                        "(default: fp32 and what auto picks); "
                         "fp32 always runs as the reference")
     p.add_argument("--device", default=None, help="cuda, cpu ... (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: every usable CPU)")
@@ -131,26 +134,33 @@ def encoder_flops(model_config, lengths: list[int], first_token_last_layer: bool
 
 
 def matmul_peak_gflops(dtype_name: str, device: torch.device) -> float:
-    """Best GFLOP/s (GOP/s for int8) of a square matmul in ``dtype_name`` on ``device``."""
+    """Best GFLOP/s (GOP/s for int8) of a square matmul in ``dtype_name`` on ``device``.
+
+    On CPU the best of aten's matmul and oneDNN's prepacked linear kernel (what the scorer
+    uses): aten's fp32 matmul goes to MKL, which on AMD CPUs runs at about half the peak."""
     gpu = device.type == "cuda"
     n = 8192 if gpu else (512 if dtype_name == "fp16" else 2048)  # CPUs emulate fp16 slowly
     if dtype_name == "int8":
         a = torch.randint(-128, 127, (n, n), dtype=torch.int8, device=device)
         b = torch.randint(-128, 127, (n, n), dtype=torch.int8, device=device)
-        op = lambda: torch._int_mm(a, b)  # noqa: E731
+        ops = [lambda: torch._int_mm(a, b)]
     else:
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
         a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
-        op = lambda: a @ b  # noqa: E731
+        ops = [lambda: a @ b]
+        if not gpu and onednn_linear_supported(dtype):
+            packed = torch.ops.mkldnn._reorder_linear_weight(b)
+            ops.append(lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], ""))
     sync = torch.cuda.synchronize if gpu else (lambda: None)
-    op(), sync()
     best = 0.0
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(3):
-            op()
-        sync()
-        best = max(best, 3 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    for op in ops:
+        op(), sync()
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(3):
+                op()
+            sync()
+            best = max(best, 3 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
     return best
 
 
@@ -190,19 +200,28 @@ class ScorerSpec:
 
 
 #: Mode suffixes: ``+compile`` (torch.compile), ``+sdpa`` / ``+matmul`` (the attention core, see
-#: ``infer.layers``; default: what ``Classifier`` picks for the device and precision).
-MODE_SUFFIXES = ("compile", "sdpa", "matmul")
+#: ``infer.layers``; default: what ``Classifier`` picks for the device and precision),
+#: ``+noprepack`` (plain ``nn.Linear`` layers instead of oneDNN prepacked weights on CPU).
+MODE_SUFFIXES = ("compile", "sdpa", "matmul", "noprepack")
 
 
-def parse_mode(mode: str) -> tuple[str, bool, str]:
-    """``"bf16+compile"`` -> ``("bf16", True, "auto")``; ``"bf16+sdpa"`` -> ``("bf16", False, "sdpa")``."""
+class Mode(NamedTuple):
+    base: str  # a precision from BASE_MODES
+    compiled: bool
+    attention: str  # "auto", "sdpa" or "matmul"
+    prepack: bool | None  # None: the Classifier's default; False: plain nn.Linear layers
+
+
+def parse_mode(mode: str) -> Mode:
+    """``"bf16+compile"`` -> ``Mode("bf16", True, "auto", None)``; ``"bf16+sdpa+noprepack"`` ->
+    ``Mode("bf16", False, "sdpa", False)``."""
     base, *suffixes = mode.split("+")
     if base not in BASE_MODES or any(x not in MODE_SUFFIXES for x in suffixes) or len(set(suffixes)) < len(suffixes) \
             or ("sdpa" in suffixes and "matmul" in suffixes):
         raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(BASE_MODES)}, optionally with "
-                         "'+compile' and one of '+sdpa', '+matmul'")
+                         "'+compile', one of '+sdpa', '+matmul', and '+noprepack'")
     attention = "sdpa" if "sdpa" in suffixes else "matmul" if "matmul" in suffixes else "auto"
-    return base, "compile" in suffixes, attention
+    return Mode(base, "compile" in suffixes, attention, False if "noprepack" in suffixes else None)
 
 
 def build_scorer(spec: ScorerSpec):
@@ -210,11 +229,11 @@ def build_scorer(spec: ScorerSpec):
     says which precision ran and whether the last layer ran for the first token only."""
     if spec.mode == PIPELINE:
         return _pipeline_scorer(spec)
-    base, compiled, attention = parse_mode(spec.mode)
+    base, compiled, attention, prepack = parse_mode(spec.mode)
     quantised = base == "int8-dynamic"
     clf = Classifier.from_pretrained(spec.model, device=spec.device, precision="fp32" if quantised else base,
                                      threads=spec.threads, max_tokens=spec.max_tokens, compile_model=compiled,
-                                     attention=attention)
+                                     attention=attention, prepack_weights=False if quantised else prepack)
     if quantised:
         # Measured, not offered: int8 weights on every nn.Linear, activations quantised per batch.
         if clf.device.type != "cpu":
@@ -223,7 +242,7 @@ def build_scorer(spec: ScorerSpec):
             warnings.simplefilter("ignore")
             model = torch.ao.quantization.quantize_dynamic(clf.model, {torch.nn.Linear}, dtype=torch.qint8)
         clf = Classifier(model, clf.tokenizer, clf.config, clf.device, "int8", max_tokens=spec.max_tokens,
-                         compile_model=compiled, attention=attention)
+                         compile_model=compiled, attention=attention, prepack_weights=False)
 
     def score(texts: list[str]) -> np.ndarray:
         # Chunk by chunk, as `python -m infer` scores a file.
@@ -231,7 +250,8 @@ def build_scorer(spec: ScorerSpec):
         return np.vstack([clf.predict_proba(texts[i:i + spec.chunk_size]) for i in chunks])
 
     facts = {"precision": clf.precision, "first_token_last_layer": clf.first_token_last_layer,
-             "attention": clf.attention, "malloc_tuned": tune_cpu_allocator() if clf.device.type == "cpu" else False,
+             "attention": clf.attention, "prepacked_linear_layers": clf.prepacked_linear_layers,
+             "malloc_tuned": tune_cpu_allocator() if clf.device.type == "cpu" else False,
              "batching": {"block": clf.encode_block_size, "max_tokens": clf.max_tokens,
                           "max_batch_size": clf.max_batch_size, "pad_multiple": clf.pad_multiple,
                           "max_length": clf.config.text.max_length}}
@@ -502,6 +522,8 @@ def _describe(facts: dict) -> str:
         parts.append(f"fused QKV, {facts['attention']} attention")
     if facts.get("first_token_last_layer"):
         parts.append("last layer for the first token only")
+    if facts.get("prepacked_linear_layers"):
+        parts.append("linear layers on prepacked oneDNN weights with fused bias and residual")
     if facts.get("malloc_tuned"):
         parts.append("glibc malloc tuned")
     return ", ".join(parts)

@@ -6,6 +6,9 @@
   three, and on CPU in bf16/fp16 an attention core written as two batched matrix multiplies
   and a softmax, which runs about twice as fast there as PyTorch's fused CPU kernel at the
   short lengths of messages (head size 32, 30-256 tokens).
+- :func:`prepack_linear_layers`: on CPU, the encoder's linear layers run as oneDNN matmuls on
+  weights reordered once into oneDNN's blocked layout, with the bias and the residual add done
+  inside the matmul (see :class:`PrepackedLinear`).
 
 Both apply only to classifiers built from BERT-style layers with absolute positions and
 bidirectional attention whose masks come from padding, which is what the scorer feeds them.
@@ -67,11 +70,18 @@ def masked_softmax_attention(query: torch.Tensor, key: torch.Tensor, value: torc
             padded_columns = torch.nonzero((~keep).flatten(0, 2).any(0)).flatten()
             if padded_columns.numel():
                 start = int(padded_columns[0])
-                tail = torch.zeros(keep[..., start:].shape, dtype=scores.dtype, device=scores.device)
-                scores[..., start:] += tail.masked_fill_(~keep[..., start:], torch.finfo(scores.dtype).min)
+                # In place on the tail slice: 6x faster than adding an additive mask to it.
+                scores[..., start:].masked_fill_(~keep[..., start:], torch.finfo(scores.dtype).min)
         else:
             scores += keep.to(scores.dtype)
-    return torch.matmul(torch.softmax(scores, dim=-1), value)
+    if scores.dtype in (torch.bfloat16, torch.float16) and scores.device.type == "cpu":
+        # PyTorch's reduced-precision CPU softmax is 2-3x slower per element when the row length
+        # is not a multiple of 32 (measured 0.65-0.98 ns against 0.33 ns per element); its
+        # log-softmax is not, and exp(log_softmax) is the same function: 12% less attention time.
+        probs = torch.log_softmax(scores, dim=-1).exp_()
+    else:
+        probs = torch.softmax(scores, dim=-1)
+    return torch.matmul(probs, value)
 
 
 class FusedSelfAttention(torch.nn.Module):
@@ -167,3 +177,118 @@ def compute_last_layer_for_first_token(model) -> bool:
         return False
     layers[-1] = FirstTokenLayer(layers[-1])
     return True
+
+
+# -- oneDNN prepacked linear layers (CPU) ------------------------------------------------------
+
+#: Submodules of a BERT-style layer computing ``LayerNorm(dense(x) + residual)``, and the
+#: feed-forward input ``act(dense(x))``, by class name (same structure in all three families).
+_RESIDUAL_OUTPUTS = ("BertSelfOutput", "BertOutput", "RobertaSelfOutput", "RobertaOutput",
+                     "XLMRobertaSelfOutput", "XLMRobertaOutput")
+_INTERMEDIATES = ("BertIntermediate", "RobertaIntermediate", "XLMRobertaIntermediate")
+
+
+def onednn_linear_supported(dtype: torch.dtype) -> bool:
+    """Whether oneDNN's prepacked linear kernels run here in ``dtype`` (CPU builds with oneDNN;
+    bf16 needs AVX-512 or Arm BF16). Checked by running them once on a tiny input."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        x = torch.ones(2, 4, dtype=dtype)
+        weight = torch.ones(3, 4, dtype=dtype)
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight)
+        y = torch.ops.mkldnn._linear_pointwise.binary(x, torch.ones(2, 3, dtype=dtype), packed,
+                                                      torch.zeros(3, dtype=dtype), "add")
+        return bool((y == 5).all())
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+
+
+class PrepackedLinear(torch.nn.Module):
+    """An ``nn.Linear`` for CPU inference: the weight reordered once into oneDNN's blocked layout
+    and multiplied by oneDNN with the bias (and, when given, a residual) added in the kernel.
+
+    ``aten::linear`` reaches oneDNN in bf16 but re-reads the plain weight layout on every call
+    and adds the bias by first copying it into the output; in fp32 it goes to MKL, which on AMD
+    CPUs runs far below the hardware's peak. Measured on the 2-core AVX-512 benchmark machine
+    (2,000 x 384 by 384 x 1,536): bf16 2.49 -> 2.34 ms, fp32 11.3 -> 4.8 ms.
+
+    The weight becomes an opaque oneDNN tensor: a model holding these layers is for inference
+    on CPU only (no training, no moving between devices, no ``state_dict`` round trip).
+    """
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach())
+        self.bias = None if linear.bias is None else linear.bias.detach()
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        if residual is None:
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual.contiguous(), self.weight, self.bias, "add")
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class PrepackedResidualOutput(torch.nn.Module):
+    """``LayerNorm(dense(hidden) + input)`` (BERT's ``*SelfOutput``/``*Output``, dropout being a
+    no-op in inference) with the residual add inside the prepacked matmul."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.dense = PrepackedLinear(module.dense)
+        self.LayerNorm = module.LayerNorm
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dense(hidden_states, input_tensor))
+
+
+class PrepackedIntermediate(torch.nn.Module):
+    """``act(dense(x))`` (BERT's ``*Intermediate``) with a prepacked matmul; exact GELU runs in
+    place on the matmul's output (one less feed-forward-sized buffer per layer)."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.dense = PrepackedLinear(module.dense)
+        self.act = module.intermediate_act_fn
+        self.exact_gelu = type(self.act).__name__ == "GELUActivation" and getattr(self.act, "act", None) is \
+            torch.nn.functional.gelu
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.dense(hidden_states)
+        return torch.ops.aten.gelu_(hidden_states) if self.exact_gelu else self.act(hidden_states)
+
+
+def prepack_linear_layers(model) -> int:
+    """Swap :class:`PrepackedLinear`-based modules into every encoder layer of a BERT-style
+    classifier on CPU: the fused QKV projection (or a :class:`FirstTokenLayer`'s query, key and
+    value), the attention output, and the feed-forward layers. Returns how many linear layers
+    now run prepacked (0 where not applicable: other architectures, not on CPU, no oneDNN).
+    Idempotent. The model is then for CPU inference only (see :class:`PrepackedLinear`)."""
+    layers = bert_style_layers(model)
+    if layers is None:
+        return 0
+    parameter = next(model.parameters(), None)
+    if parameter is None or parameter.device.type != "cpu" or not onednn_linear_supported(parameter.dtype):
+        return 0
+    packed = 0
+    for layer in layers:
+        inner = layer.layer if isinstance(layer, FirstTokenLayer) else layer
+        attention = inner.attention
+        projections = ("qkv",) if isinstance(attention.self, FusedSelfAttention) else ("query", "key", "value")
+        for name in projections:
+            module = getattr(attention.self, name, None)
+            if isinstance(module, torch.nn.Linear):
+                setattr(attention.self, name, PrepackedLinear(module))
+            packed += isinstance(getattr(attention.self, name, None), PrepackedLinear)
+        if type(attention.output).__name__ in _RESIDUAL_OUTPUTS:
+            attention.output = PrepackedResidualOutput(attention.output)
+        if type(inner.intermediate).__name__ in _INTERMEDIATES:
+            inner.intermediate = PrepackedIntermediate(inner.intermediate)
+        if type(inner.output).__name__ in _RESIDUAL_OUTPUTS:
+            inner.output = PrepackedResidualOutput(inner.output)
+        packed += sum(isinstance(m, (PrepackedResidualOutput, PrepackedIntermediate))
+                      for m in (attention.output, inner.intermediate, inner.output))
+    return packed

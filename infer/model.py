@@ -14,7 +14,8 @@ import torch
 
 from .batching import batch_width, length_sorted_batches
 from .device import configure_threads, resolve_precision, select_device, torch_dtype, tune_cpu_allocator
-from .layers import FirstTokenLayer, FusedSelfAttention, compute_last_layer_for_first_token, fuse_self_attention  # noqa: F401
+from .layers import (FirstTokenLayer, FusedSelfAttention, compute_last_layer_for_first_token,  # noqa: F401
+                     fuse_self_attention, prepack_linear_layers)
 from .text import TextSettings, tokenize
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ class Classifier:
 
     def __init__(self, model, tokenizer, config: PipelineConfig, device: torch.device, precision: str = "fp32",
                  max_tokens: int | None = None, max_batch_size: int | None = None, pad_multiple: int = 8,
-                 encode_block_size: int | None = None, compile_model: bool = False, attention: str = "auto"):
+                 encode_block_size: int | None = None, compile_model: bool = False, attention: str = "auto",
+                 prepack_weights: bool | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
@@ -150,6 +152,12 @@ class Classifier:
                                            and precision in ("bf16", "fp16") and not compile_model)
         self.fused_attention_layers = fuse_self_attention(model, manual_attention=manual)
         self.attention = "none" if not self.fused_attention_layers else "matmul+softmax" if manual else "sdpa"
+        # prepack_weights (default: on CPU, not under torch.compile): the encoder's linear layers
+        # as oneDNN matmuls on prepacked weights with bias and residual fused (infer.layers). The
+        # model is then for CPU inference only; False keeps plain nn.Linear layers.
+        if prepack_weights is None:
+            prepack_weights = device.type == "cpu" and not compile_model
+        self.prepacked_linear_layers = prepack_linear_layers(model) if prepack_weights else 0
         # dynamic=True: one compiled graph serves every batch shape instead of one per shape.
         self._run_model = torch.compile(model, dynamic=True) if compile_model else model
 
@@ -168,7 +176,8 @@ class Classifier:
         """Load a model folder. ``precision``: ``auto`` (bf16 where the hardware runs it natively,
         else fp32), ``fp32``, ``bf16`` or ``fp16``. On CPU, ``threads`` (default: every usable
         CPU, or ``OMP_NUM_THREADS``) sets torch's thread count. Other keyword arguments go to
-        the constructor (``max_tokens``, ``max_batch_size``, ``compile_model``, ``attention`` ...).
+        the constructor (``max_tokens``, ``max_batch_size``, ``compile_model``, ``attention``,
+        ``prepack_weights`` ...).
         """
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -215,10 +224,12 @@ class Classifier:
         model.config.pad_token_id = tokenizer.pad_token_id
         model.to(dev).eval()
         classifier = cls(model, tokenizer, config, dev, precision, **kwargs)
-        logger.info("loaded %s on %s (%s, %d threads%s%s)", folder, dev, precision, torch.get_num_threads(),
+        logger.info("loaded %s on %s (%s, %d threads%s%s%s)", folder, dev, precision, torch.get_num_threads(),
                     ", last layer for the first token only" if classifier.first_token_last_layer else "",
                     f", fused QKV ({classifier.attention} attention) in {classifier.fused_attention_layers} layers"
-                    if classifier.fused_attention_layers else "")
+                    if classifier.fused_attention_layers else "",
+                    f", {classifier.prepacked_linear_layers} linear layers on prepacked oneDNN weights"
+                    if classifier.prepacked_linear_layers else "")
         return classifier
 
     # -- encoding -------------------------------------------------------------------------

@@ -52,7 +52,8 @@ def test_smoke_run_prints_the_table_with_agreement(tiny_model, corpus, tmp_path,
     assert list(report["profiles"]) == ["bf16"]
     top = report["profiles"]["bf16"]["top"]
     assert top and all(t["op"].startswith("aten::") or "::" in t["op"] for t in top)
-    assert "aten::addmm" in {t["op"] for t in top} and sum(t["share"] for t in top) <= 1.0 + 1e-9
+    assert "mkldnn::_linear_pointwise" in {t["op"] for t in top} and sum(t["share"] for t in top) <= 1.0 + 1e-9
+    assert results["bf16"]["facts"]["prepacked_linear_layers"] > 0
     assert "Where `bf16` spends its time" in out
     assert [m["rows"] for m in report["memory"]] == [10, 40]
     assert all(m["peak_rss_bytes"] > 0 for m in report["memory"])
@@ -82,10 +83,11 @@ def test_profile_modes_must_be_benchmarked(tiny_model, corpus):
 
 
 def test_modes_are_validated():
-    assert parse_mode("bf16+compile") == ("bf16", True, "auto")
-    assert parse_mode("bf16+sdpa") == ("bf16", False, "sdpa")
-    assert parse_mode("fp32+matmul+compile") == ("fp32", True, "matmul")
-    for bad in ("bf16+sdpa+matmul", "bf16+compile+compile", "bf16+fast"):
+    assert parse_mode("bf16+compile") == ("bf16", True, "auto", None)
+    assert parse_mode("bf16+sdpa") == ("bf16", False, "sdpa", None)
+    assert parse_mode("fp32+matmul+compile") == ("fp32", True, "matmul", None)
+    assert parse_mode("auto+noprepack").prepack is False
+    for bad in ("bf16+sdpa+matmul", "bf16+compile+compile", "bf16+fast", "bf16+noprepack+noprepack"):
         with pytest.raises(ValueError, match="unknown mode"):
             parse_mode(bad)
     with pytest.raises(ValueError, match="unknown mode"):

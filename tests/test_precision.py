@@ -10,7 +10,9 @@ from conftest import build_classifier_folder, make_rows, write_jsonl
 from infer import Classifier
 from infer.batching import length_sorted_batches, padded_length, power_of_two_parts
 from infer.bench import check_agreement
-from infer.layers import FusedSelfAttention, fuse_self_attention, masked_softmax_attention
+from infer.layers import (FusedSelfAttention, PrepackedIntermediate, PrepackedLinear, PrepackedResidualOutput,
+                          fuse_self_attention, masked_softmax_attention, onednn_linear_supported,
+                          prepack_linear_layers)
 from infer.model import FirstTokenLayer, compute_last_layer_for_first_token
 from infer.text import TextSettings
 
@@ -54,7 +56,7 @@ def test_fast_path_matches_the_plain_model(fp32, tiny_model, texts):
 def test_fused_attention_matches_the_plain_model_in_both_attention_cores(tiny_model, texts):
     # fp32 keeps PyTorch's attention kernel behind the fused QKV projection; bf16/fp16 on CPU
     # use plain matmul + softmax attention. Both must give the plain model's probabilities.
-    clf = Classifier.from_pretrained(tiny_model, device="cpu", precision="fp32")
+    clf = Classifier.from_pretrained(tiny_model, device="cpu", precision="fp32", prepack_weights=False)
     layers = clf.model.bert.encoder.layer
     assert clf.fused_attention_layers == len(layers) - 1 and clf.attention == "sdpa"
     assert isinstance(layers[0].attention.self, FusedSelfAttention)
@@ -68,8 +70,10 @@ def test_fused_attention_matches_the_plain_model_in_both_attention_cores(tiny_mo
 def test_bf16_on_cpu_uses_matmul_softmax_attention(tiny_model):
     bf16 = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16")
     assert bf16.attention == "matmul+softmax"
-    compiled = Classifier(bf16.model, bf16.tokenizer, bf16.config, bf16.device, "bf16", compile_model=True)
+    plain = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16", prepack_weights=False)
+    compiled = Classifier(plain.model, plain.tokenizer, plain.config, plain.device, "bf16", compile_model=True)
     assert compiled.attention == "sdpa"  # torch.compile gets the fused kernel it knows
+    assert compiled.prepacked_linear_layers == 0  # and plain nn.Linear layers
     forced = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16", attention="sdpa")
     matmul = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16", attention="matmul")
     assert forced.attention == "sdpa" and matmul.attention == "matmul+softmax"
@@ -77,6 +81,51 @@ def test_bf16_on_cpu_uses_matmul_softmax_attention(tiny_model):
     np.testing.assert_allclose(forced.predict_proba(texts), matmul.predict_proba(texts), atol=0.02)
     with pytest.raises(ValueError, match="attention must be one of"):
         Classifier(bf16.model, bf16.tokenizer, bf16.config, bf16.device, "bf16", attention="flash")
+
+
+def test_prepacked_linear_layers_match_the_plain_model(tiny_model, texts):
+    # The default CPU path: every encoder linear layer on oneDNN prepacked weights, bias and
+    # residual added in the kernel, GELU in place. Same probabilities as the plain model in
+    # fp32, and a bf16 model agrees with its unpacked self.
+    assert onednn_linear_supported(torch.float32)
+    clf = Classifier.from_pretrained(tiny_model, device="cpu", precision="fp32")
+    layers = clf.model.bert.encoder.layer
+    # per full layer: QKV, attention output, feed-forward in and out; the first-token layer has
+    # separate query, key and value projections
+    assert clf.prepacked_linear_layers == 4 * (len(layers) - 1) + 6
+    assert isinstance(layers[0].attention.self.qkv, PrepackedLinear)
+    assert isinstance(layers[0].attention.output, PrepackedResidualOutput)
+    assert isinstance(layers[0].intermediate, PrepackedIntermediate) and layers[0].intermediate.exact_gelu
+    assert isinstance(layers[-1].layer.attention.self.key, PrepackedLinear)
+    assert not any(isinstance(m, torch.nn.Linear) for m in clf.model.bert.encoder.modules())
+    expected = _plain_model_probs(tiny_model, texts, clf.config.text)
+    np.testing.assert_allclose(clf.predict_proba(texts), expected, atol=1e-5)
+    assert prepack_linear_layers(clf.model) == clf.prepacked_linear_layers  # idempotent
+    np.testing.assert_allclose(clf.predict_proba(texts), expected, atol=1e-5)
+
+    if onednn_linear_supported(torch.bfloat16):
+        packed = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16")
+        plain = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16", prepack_weights=False)
+        assert packed.prepacked_linear_layers and not plain.prepacked_linear_layers
+        np.testing.assert_allclose(packed.predict_proba(texts), plain.predict_proba(texts), atol=0.02)
+
+
+def test_prepacked_linear_adds_bias_and_residual(tiny_base):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(16, 24)
+    x, residual = torch.randn(3, 5, 16), torch.randn(3, 5, 24)
+    packed = PrepackedLinear(linear)
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(x), linear(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(packed(x, residual), linear(x) + residual, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(packed(x[:, :1]), linear(x[:, :1]), atol=1e-5, rtol=1e-5)  # a strided view
+    # Models it does not know are left alone.
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=2)
+    model.config.is_decoder = True
+    assert prepack_linear_layers(model) == 0
+    assert all(isinstance(layer.intermediate.dense, torch.nn.Linear) for layer in model.bert.encoder.layer)
 
 
 @pytest.mark.parametrize("padding", ["right", "left", "none"])
@@ -95,6 +144,12 @@ def test_masked_softmax_attention_equals_sdpa(padding):
     torch.testing.assert_close(masked_softmax_attention(q, k, v, None, 0.3),
                                torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.3),
                                atol=1e-5, rtol=1e-5)
+    # bf16 takes the exp(log_softmax) route: bf16 rounding only.
+    q16, k16, v16 = (t.bfloat16() for t in (q, k, v))
+    expected16 = torch.nn.functional.scaled_dot_product_attention(q16.float(), k16.float(), v16.float(),
+                                                                  attn_mask=keep, scale=0.3)
+    torch.testing.assert_close(masked_softmax_attention(q16, k16, v16, keep, 0.3).float(), expected16,
+                               atol=0.03, rtol=0.03)
 
 
 def test_cpu_allocator_tuning_can_be_turned_off():

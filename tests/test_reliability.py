@@ -294,11 +294,24 @@ def test_training_resumes_from_its_last_checkpoint_after_a_crash(tiny_base, tiny
 def test_long_text_policy_can_be_chosen_when_scoring(tiny_model, tmp_path):
     text = " ".join(r["text"] for r in make_rows(30, seed=6))  # about 15 windows of 64 tokens
     src = write_jsonl(tmp_path / "in.jsonl", [{"id": "long", "text": text}])
+    # Reference: every window of the text scored on its own (fp32, so that the windows' scores
+    # differ by more than rounding; this random tiny model scores them all near 0.512).
+    clf = Classifier.from_pretrained(tiny_model, device="cpu", precision="fp32")
+    windows, owners = clf.encode([text])
+    assert len(windows) == 1  # the model's own policy truncates
+    settings = clf.config.text.with_long_text("sliding_window")
+    clf.config = dataclasses.replace(clf.config, text=settings)
+    windows, owners = clf.encode([text])
+    assert len(windows) > 10 and set(owners) == {0}
+    positive = clf.labels.index(clf.config.positive_label)
+    per_window = clf._score_windows(windows)[:, positive]
     scores = {}
     for policy in ("truncate", "sliding_window"):
         out = tmp_path / f"{policy}.jsonl"
         assert score_main(["--model", str(tiny_model), "--input", str(src), "--output", str(out), "--no-progress",
-                           "--long-text", policy]) == 0
+                           "--precision", "fp32", "--long-text", policy]) == 0
         scores[policy] = json.loads(out.read_text())["score"]
-    # The first window is what truncation sees; the most suspicious window scores at least as high.
-    assert scores["sliding_window"] > scores["truncate"]
+    # Truncation sees the first window only; sliding windows report the most suspicious one.
+    assert scores["truncate"] == pytest.approx(per_window[0], rel=1e-6)
+    assert scores["sliding_window"] == pytest.approx(per_window.max(), rel=1e-6)
+    assert per_window.max() > per_window[0]
