@@ -4,13 +4,13 @@
   head reads nothing else).
 - :class:`FusedSelfAttention`: one matrix multiply for queries, keys and values instead of
   three, and on CPU in bf16/fp16 an attention core written as two batched matrix multiplies
-  and a softmax, which runs about twice as fast there as PyTorch's fused CPU kernel at the
-  short lengths of messages (head size 32, 30-256 tokens).
+  and a softmax, which takes about a third less time there than PyTorch's fused CPU kernel
+  at the short lengths of messages (head size 32, 30-256 tokens).
 - :func:`prepack_linear_layers`: on CPU, the encoder's linear layers run as oneDNN matmuls on
   weights reordered once into oneDNN's blocked layout, with the bias and the residual add done
   inside the matmul (see :class:`PrepackedLinear`).
 
-Both apply only to classifiers built from BERT-style layers with absolute positions and
+All apply only to classifiers built from BERT-style layers with absolute positions and
 bidirectional attention whose masks come from padding, which is what the scorer feeds them.
 """
 

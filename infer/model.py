@@ -116,7 +116,8 @@ class Classifier:
     Scoring path: texts are normalised and tokenised in blocks, the next block on a background
     thread while the model runs on the current one; each block is cut into length-sorted
     batches under a token budget, padded to a multiple of ``pad_multiple`` (few distinct
-    shapes: steady memory, reused kernels), run under ``torch.inference_mode``, and the
+    shapes: steady memory, reused kernels), run under ``torch.inference_mode`` (on CPU with the
+    encoder's linear layers on prepacked oneDNN weights, see ``infer.layers``), and the
     probabilities are written back by index, so rows come back in input order.
     """
 
