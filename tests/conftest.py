@@ -75,7 +75,7 @@ def build_classifier_folder(folder, base, labels=LABELS, positive="grooming", th
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from infer.model import PipelineConfig
+    from infer.manifest import ModelManifest, TaskSpec
     from infer.text import TextSettings
 
     torch.manual_seed(seed)
@@ -83,7 +83,7 @@ def build_classifier_folder(folder, base, labels=LABELS, positive="grooming", th
         base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    PipelineConfig(list(labels), positive, threshold, text or TextSettings(max_length=64)).save(folder)
+    ModelManifest(TaskSpec(tuple(labels), positive, threshold), text or TextSettings(max_length=64)).save(folder)
     return folder
 
 
@@ -93,11 +93,36 @@ def tiny_model(tiny_base, tmp_path_factory):
     return build_classifier_folder(tmp_path_factory.mktemp("tiny_model"), tiny_base)
 
 
-@pytest.fixture
-def tiny_data(tmp_path):
-    """train/validation/test JSONL files of synthetic rows."""
+def tiny_recipe(base, data: dict, **training):
+    """A recipe (as a dict) that fine-tunes ``base`` on ``data`` files in a few seconds on CPU."""
     return {
-        "train": write_jsonl(tmp_path / "train.jsonl", make_rows(48, seed=1, prefix="tr")),
-        "validation": write_jsonl(tmp_path / "validation.jsonl", make_rows(16, seed=2, prefix="va")),
-        "test": write_jsonl(tmp_path / "test.jsonl", make_rows(16, seed=3, prefix="te")),
+        "model": {"name_or_path": str(base)},
+        "data": {"train_file": str(data["train"]), "validation_file": str(data["validation"]),
+                 "test_file": str(data["test"]), "labels": ["benign", "grooming"], "positive_label": "grooming"},
+        "text": {"max_length": 64},
+        "training": {"num_train_epochs": 2, "per_device_train_batch_size": 8, "learning_rate": 1e-3,
+                     "eval_strategy": "epoch", "save_strategy": "epoch", "load_best_model_at_end": True,
+                     "metric_for_best_model": "auprc", "report_to": "none", "seed": 7, "use_cpu": True,
+                     "train_sampling_strategy": "group_by_length", "disable_tqdm": True, **training},
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_data_files(tmp_path_factory):
+    """Session-wide train/validation/test JSONL files of synthetic rows (read-only for tests)."""
+    folder = tmp_path_factory.mktemp("tiny_data")
+    return {
+        "train": write_jsonl(folder / "train.jsonl", make_rows(48, seed=1, prefix="tr")),
+        "validation": write_jsonl(folder / "validation.jsonl", make_rows(16, seed=2, prefix="va")),
+        "test": write_jsonl(folder / "test.jsonl", make_rows(16, seed=3, prefix="te")),
+    }
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_base, tiny_data_files, tmp_path_factory):
+    """One trained tiny model for every test that needs a trained one (read-only for tests):
+    ``train.recipes.train`` on the tiny data, 2 epochs, on CPU."""
+    from train.recipes import recipe_from_dict, train
+
+    recipe = recipe_from_dict(tiny_recipe(tiny_base, tiny_data_files))
+    return train(recipe, tmp_path_factory.mktemp("trained_run"), command="python -m train --config tiny.yaml")

@@ -7,9 +7,9 @@ import pytest
 from transformers import BertConfig
 
 from conftest import make_rows, write_jsonl
-from infer.bench import encoder_flops, label_agreement, main, parse_mode
-from infer.model import PipelineConfig
-from infer.text import TextSettings
+from infer.agreement import label_agreement
+from infer.manifest import TaskSpec
+from train.benchmarks.throughput import encoder_flops, main, parse_mode
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_flops_of_the_first_token_layer():
 
 
 def test_label_agreement_uses_the_saved_threshold():
-    config = PipelineConfig(["benign", "grooming"], "grooming", 0.3, TextSettings())
+    config = TaskSpec(("benign", "grooming"), "grooming", 0.3)
     reference = np.array([[0.8, 0.2], [0.6, 0.4], [0.1, 0.9]])
     probs = np.array([[0.65, 0.35], [0.6, 0.4], [0.1, 0.9]])
     agreement, max_diff = label_agreement(config, reference, probs)

@@ -3,7 +3,7 @@ import pathlib
 import pytest
 import yaml
 
-from train.config import apply_overrides, load_recipe, recipe_from_dict
+from train.recipes.config import apply_overrides, load_recipe, recipe_from_dict
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

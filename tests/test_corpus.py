@@ -5,14 +5,14 @@ import pathlib
 import subprocess
 import sys
 
-from train.validate import validate
+from train.corpus.validate import validate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "corpus.jsonl"
 
 
 def test_shipped_corpus_is_valid_and_meets_targets():
-    res = subprocess.run([sys.executable, "-m", "train.data", "validate", str(CORPUS), "--targets"],
+    res = subprocess.run([sys.executable, "-m", "train.corpus", "validate", str(CORPUS), "--targets"],
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "OK: no problems found" in res.stdout
@@ -30,9 +30,9 @@ def _write(path, rows):
     return path
 
 
-def _row(i, text, family="f1", split="train", label="benign", **kw):
+def _row(i, text, family="f1", split="train", label="benign", author="w1", **kw):
     return {"id": f"x{i}", "text": text, "label": label, "tactics": [], "family": family, "hard": False,
-            "stage": "first_contact", "source": "authored", "split": split, **kw}
+            "stage": "first_contact", "source": "authored", "author": author, "split": split, **kw}
 
 
 def test_validator_catches_each_kind_of_violation(tmp_path):
@@ -47,6 +47,11 @@ def test_validator_catches_each_kind_of_violation(tmp_path):
         _row(6, "Unknown label and tag here please.", family="f4", label="spam", tactics=["bribery"]),
         _row(7, "A generated row outside the train split.", family="f5", split="test", source="generated"),
         _row(1, "Same id as the first row, different text.", family="f6"),
+        _row(8, "A held-out writer's message in the author split.", family="f7", split="test_authors",
+             author="w2"),
+        _row(9, "The same held-out writer also wrote a training row.", family="f8", author="w2"),
+        _row(10, "A grooming row in a benign family breaks the family.", family="f6", label="grooming"),
+        _row(11, "A row whose author field is blank is not attributed.", family="f9", author=" "),
     ]
     problems = validate(_write(tmp_path / "c.jsonl", rows), out=open("/dev/null", "w"))
     text = "\n".join(problems)
@@ -56,14 +61,18 @@ def test_validator_catches_each_kind_of_violation(tmp_path):
     assert "label 'spam'" in text and "unknown or repeated tactics ['bribery']" in text
     assert "generated rows belong in train only" in text
     assert "duplicate id" in text
+    assert "author 'w2' of the test_authors split also has 1 rows in other splits" in text
+    assert "family 'f6' holds both labels" in text
+    assert "(id 'x11'): author must be a non-empty id" in text
 
 
 def test_validator_exit_codes(tmp_path):
     good = _write(tmp_path / "good.jsonl", [_row(1, "A perfectly ordinary note about a job."),
                                             _row(2, "Another unrelated message about a conference.", family="f2")])
     bad = _write(tmp_path / "bad.jsonl", [_row(1, "x y z", label="other")])
-    run = lambda p, *a: subprocess.run([sys.executable, "-m", "train.data", "validate", str(p), *a],  # noqa: E731
+    run = lambda p, *a: subprocess.run([sys.executable, "-m", "train.corpus", "validate", str(p), *a],  # noqa: E731
                                        capture_output=True, text=True, cwd=ROOT)
     assert run(good).returncode == 0
     assert run(bad).returncode == 1
     assert run(good, "--targets").returncode == 1  # two rows miss every composition target
+    assert run(tmp_path / "missing.jsonl").returncode == 2  # the file itself cannot be read

@@ -30,7 +30,7 @@ def test_minilm_train_reload_score(tmp_path):
     assert score.returncode == 0, score.stderr[-3000:]
     got = [json.loads(l) for l in open(out)]
     assert [r["id"] for r in got] == [r["id"] for r in rows]
-    labels = json.loads((model / "outreach_guard.json").read_text())["labels"]
+    labels = json.loads((model / "outreach_guard.json").read_text())["task"]["labels"]
     for r in got:
         assert r["status"] == "ok" and r["label"] in labels
         assert sum(r["probs"].values()) == pytest.approx(1.0, abs=1e-5)

@@ -6,9 +6,11 @@ from sklearn import metrics as skm
 
 from conftest import build_classifier_folder, make_rows, write_jsonl
 from infer import Classifier
-from train.data import DataError
-from train.evaluate import evaluate_predictions, headline, main, slice_values
-from train.metrics import (confusion_matrix, expected_calibration_error, multiclass_brier, one_vs_rest_metrics,
+from train.recipes.data import DataError
+from infer.io import InputError
+from infer.manifest import TaskSpec
+from train.evaluation.evaluate import evaluate_predictions, headline, main, parse_args, run_evaluation, slice_values
+from train.evaluation.metrics import (confusion_matrix, expected_calibration_error, multiclass_brier, one_vs_rest_metrics,
                            recall_at_fpr, reliability_bins, top_label_ece)
 
 
@@ -57,7 +59,7 @@ def _random_binary(seed, n=300):
 @pytest.mark.parametrize("seed", range(3))
 def test_binary_report_agrees_with_scikit_learn(seed):
     y, probs = _random_binary(seed)
-    r = evaluate_predictions(y, probs, ["benign", "grooming"], "grooming", 0.6, n_resamples=200, seed=3)
+    r = evaluate_predictions(y, probs, TaskSpec(("benign", "grooming"), "grooming", 0.6), n_resamples=200, seed=3)
     m, score = r["overall"], probs[:, 1]
     assert r["task"] == "binary" and r["threshold"] == 0.6
     assert m["f1"] == pytest.approx(skm.f1_score(y, score >= 0.6))
@@ -79,7 +81,7 @@ def test_binary_report_agrees_with_scikit_learn(seed):
 
 def test_bootstrap_is_seeded_and_resamples_configurable():
     y, probs = _random_binary(7)
-    args = (y, probs, ["benign", "grooming"], "grooming", 0.5)
+    args = (y, probs, TaskSpec(("benign", "grooming"), "grooming", 0.5))
     a = evaluate_predictions(*args, n_resamples=100, seed=1)
     assert a["confidence_intervals"] == evaluate_predictions(*args, n_resamples=100, seed=1)["confidence_intervals"]
     assert a["confidence_intervals"] != evaluate_predictions(*args, n_resamples=100, seed=2)["confidence_intervals"]
@@ -93,7 +95,7 @@ def test_slices_skip_what_one_class_cannot_have_and_say_so():
     score = np.array([0.9, 0.4, 0.8, 0.7, 0.6, 0.2, 0.1, 0.3])
     slices = {"family": ["f", "f", "f", "m", "m", "m", "m", "m"], "tactics": [["a"], [], ["a", "b"], ["b"], [], [], [], []],
               "stage": ["x", "x", "x", "x", "x", "neg", "neg", "x"]}
-    r = evaluate_predictions(y, np.c_[1 - score, score], ["benign", "grooming"], "grooming", 0.5, slices=slices,
+    r = evaluate_predictions(y, np.c_[1 - score, score], TaskSpec(("benign", "grooming"), "grooming", 0.5), slices=slices,
                              n_resamples=20)
     only_positive = r["slices"]["family"]["f"]
     assert only_positive["recall"] == pytest.approx(2 / 3) and only_positive["auroc"] is None
@@ -118,7 +120,7 @@ def test_multiclass_report_agrees_with_scikit_learn():
     y = rng.integers(0, 3, 150)
     probs = rng.dirichlet([1, 1, 1], 150) + np.eye(3)[y] * 0.4
     probs /= probs.sum(1, keepdims=True)
-    r = evaluate_predictions(y, probs, ["a", "b", "c"], None, None, n_resamples=50,
+    r = evaluate_predictions(y, probs, TaskSpec(("a", "b", "c")), n_resamples=50,
                              slices={"g": ["x"] * 100 + ["y"] * 50})
     m = r["overall"]
     assert r["task"] == "multiclass" and r["threshold"] is None
@@ -133,7 +135,7 @@ def test_multiclass_report_agrees_with_scikit_learn():
 def test_top_errors_name_ids_most_confident_first():
     y = np.array([0, 0, 1, 1, 0])
     score = np.array([0.9, 0.7, 0.1, 0.3, 0.2])
-    r = evaluate_predictions(y, np.c_[1 - score, score], ["benign", "grooming"], "grooming", 0.5,
+    r = evaluate_predictions(y, np.c_[1 - score, score], TaskSpec(("benign", "grooming"), "grooming", 0.5),
                              ids=["a", "b", "c", "d", "e"], n_resamples=10)
     assert [e["id"] for e in r["top_errors"]["false_positives"]] == ["a", "b"]
     assert [e["id"] for e in r["top_errors"]["false_negatives"]] == ["c", "d"]
@@ -164,8 +166,9 @@ def test_cli_writes_metrics_report_and_plots(tiny_model, tmp_path):
     rows = _eval_rows()
     data = write_jsonl(tmp_path / "data.jsonl", rows)
     out = tmp_path / "eval"
-    result = main(["--model", str(tiny_model), "--data", str(data), "--split", "test", "--slice-by", "family", "hard",
-                   "tactics", "--output-dir", str(out), "--bootstrap-resamples", "50", "--threshold", "0.5"])
+    assert main(["--model", str(tiny_model), "--data", str(data), "--split", "test", "--slice-by", "family", "hard",
+                 "tactics", "--output-dir", str(out), "--bootstrap-resamples", "50", "--threshold", "0.5"]) == 0
+    result = json.loads((out / "metrics.json").read_text())
 
     # Figures are those of the runtime's own predictions on the test rows only.
     test = [r for r in rows if r["split"] == "test"]
@@ -181,7 +184,7 @@ def test_cli_writes_metrics_report_and_plots(tiny_model, tmp_path):
     assert set(saved["slices"]["hard"]) == {"true", "false"}
 
     report = (out / "report.md").read_text()
-    assert "python -m train.evaluate --model" in report and "## Slices" in report and "### By `family`" in report
+    assert "python -m train.evaluation --model" in report and "## Slices" in report and "### By `family`" in report
     assert "one class only" in report or "hold one class only" in report
     for name, path in saved["plots"].items():
         assert f"]({path})" in report
@@ -203,9 +206,9 @@ def test_cli_multiclass_model_and_label_map(tiny_base, tmp_path):
         w.writerow(["key", "body", "grade"])
         for i, r in enumerate(make_rows(30, seed=4)):
             w.writerow([f"k{i}", r["text"], str(i % 3)])
-    main(["--model", str(folder), "--data", str(path), "--text-column", "body", "--label-column", "grade",
+    assert main(["--model", str(folder), "--data", str(path), "--text-column", "body", "--label-column", "grade",
           "--id-column", "key", "--label-map", "0=low", "1=mid", "2=high", "--output-dir", str(tmp_path / "o"),
-          "--bootstrap-resamples", "20"])
+          "--bootstrap-resamples", "20"]) == 0
     saved = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert saved["task"] == "multiclass" and saved["class_counts"] == {"low": 10, "mid": 10, "high": 10}
     assert np.array(saved["overall"]["confusion_matrix"]).sum() == 30
@@ -223,9 +226,9 @@ def test_cli_reads_conversations(tiny_model, tmp_path):
             {"idx": 0, "role": "initiator", "text": r["text"]},
             {"idx": 2, "role": "initiator", "text": "Great, talk soon."}]})
     data = write_jsonl(tmp_path / "conv.jsonl", rows)
-    result = main(["--model", str(tiny_model), "--data", str(data), "--messages-column", "messages",
+    result = run_evaluation(parse_args(["--model", str(tiny_model), "--data", str(data), "--messages-column", "messages",
                    "--label-column", "is_malicious", "--id-column", "conversation_id", "--label-map", "true=grooming",
-                   "false=benign", "--no-plots", "--output-dir", str(tmp_path / "o"), "--bootstrap-resamples", "20"])
+                   "false=benign", "--no-plots", "--output-dir", str(tmp_path / "o"), "--bootstrap-resamples", "20"]))
     assert result["n"] == 12 and result["class_counts"] == {"benign": 6, "grooming": 6}
     assert not (tmp_path / "o" / "plots").exists()
     clf = Classifier.from_pretrained(tiny_model)
@@ -237,8 +240,9 @@ def test_cli_reads_conversations(tiny_model, tmp_path):
 def test_labels_outside_the_model_are_a_clear_error(tiny_model, tmp_path):
     rows = make_rows(4) + [{"id": "x9", "text": "hello there", "label": "spam"}]
     data = write_jsonl(tmp_path / "d.jsonl", rows)
-    with pytest.raises(DataError, match=r"labels \['spam'\] are not among the model's labels"):
-        main(["--model", str(tiny_model), "--data", str(data), "--output-dir", str(tmp_path / "o")])
+    with pytest.raises(InputError, match=r"labels \['spam'\] are not among the model's labels"):
+        run_evaluation(parse_args(["--model", str(tiny_model), "--data", str(data), "--output-dir", str(tmp_path / "o")]))
     with pytest.raises(DataError, match="no column"):
-        main(["--model", str(tiny_model), "--data", str(write_jsonl(tmp_path / "e.jsonl", make_rows(4))),
-              "--slice-by", "nope", "--output-dir", str(tmp_path / "o")])
+        run_evaluation(parse_args(["--model", str(tiny_model), "--data",
+                                   str(write_jsonl(tmp_path / "e.jsonl", make_rows(4))), "--slice-by", "nope",
+                                   "--output-dir", str(tmp_path / "o")]))

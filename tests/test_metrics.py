@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from train.metrics import (auroc, average_precision, binary_metrics, bootstrap_ci, brier, classification_metrics,
+from infer.manifest import TaskSpec
+
+from train.evaluation.metrics import (auroc, average_precision, binary_metrics, bootstrap_ci, brier, classification_metrics,
                            expected_calibration_error, multiclass_metrics, recall_at_fpr)
 
 
@@ -53,7 +55,7 @@ def test_multiclass_against_scikit_learn():
     m = multiclass_metrics(y, probs, ["a", "b", "c"])
     assert m["macro_f1"] == pytest.approx(skm.f1_score(y, probs.argmax(1), average="macro"))
     assert m["per_class"]["b"]["recall"] == pytest.approx(skm.recall_score(y, probs.argmax(1), average=None)[1])
-    assert classification_metrics(y, probs, ["a", "b", "c"], None)["macro_f1"] == m["macro_f1"]
+    assert classification_metrics(y, probs, TaskSpec(("a", "b", "c")))["macro_f1"] == m["macro_f1"]
 
 
 def test_bootstrap_interval_contains_point_estimate_and_is_seeded():

@@ -90,8 +90,8 @@ def test_label_map_must_match_weights(tiny_model, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(tiny_model, bad)
     cfg = json.loads((bad / "outreach_guard.json").read_text())
-    cfg["labels"] = ["benign", "grooming", "spam"]
-    cfg["positive_label"] = "grooming"
+    cfg["task"]["labels"] = ["benign", "grooming", "spam"]
+    cfg["task"]["positive_label"] = "grooming"
     (bad / "outreach_guard.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFolderError, match="does not match"):
         Classifier.from_pretrained(bad)
@@ -126,3 +126,42 @@ def test_custom_code_in_a_model_folder_never_runs_by_default(tiny_model, tmp_pat
     with pytest.raises(ModelFolderError, match="trust_remote_code"):
         Classifier.from_pretrained(folder)
     assert not (folder / "EXECUTED").exists()
+
+
+def test_no_hidden_side_effects_on_the_model_or_the_process(tiny_model, monkeypatch):
+    """A library call changes neither what the caller passed nor process-wide settings."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from infer import ModelManifest
+    from infer import device as device_module
+    from infer.fastpath import FusedSelfAttention, optimize_for_inference
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the library changed a process-wide setting")
+
+    monkeypatch.setattr(device_module, "tune_cpu_allocator", forbidden)
+    monkeypatch.setattr(device_module, "configure_threads", forbidden)
+    threads = torch.get_num_threads()
+    clf = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16")
+    assert torch.get_num_threads() == threads
+    assert clf.fused_attention_layers  # the model it loaded (and owns) was rewritten
+
+    # A model the caller holds: optimize_for_inference works on a copy; the constructor uses
+    # the model as given and rewrites nothing.
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model).eval()
+    kinds = [type(m).__name__ for m in model.modules()]
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    fast, report = optimize_for_inference(model, "cpu", "bf16", attention="matmul", prepack_weights=False)
+    assert report.attention == "matmul+softmax" and report.fused_attention_layers
+    assert any(isinstance(m, FusedSelfAttention) for m in fast.modules())
+    tokenizer, manifest = AutoTokenizer.from_pretrained(tiny_model), ModelManifest.load(tiny_model)
+    first = Classifier(model, tokenizer, manifest, torch.device("cpu"), "fp32")
+    second = Classifier(fast, tokenizer, manifest, torch.device("cpu"), "bf16", fast_path=report)
+    assert [type(m).__name__ for m in model.modules()] == kinds
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert first.attention == "none" and second.attention == "matmul+softmax"
+    # The second classifier did not switch the first one's attention core.
+    _, sdpa = optimize_for_inference(fast, "cpu", "bf16", attention="sdpa", prepack_weights=False)
+    assert sdpa.attention == "sdpa" and second.attention == "matmul+softmax"
+    assert all(m.manual_attention for m in fast.modules() if isinstance(m, FusedSelfAttention))

@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 from conftest import build_classifier_folder, make_rows, write_jsonl
 from infer import Classifier
 from infer.batching import length_sorted_batches, padded_length, power_of_two_parts
-from infer.bench import check_agreement
-from infer.layers import (FusedSelfAttention, PrepackedIntermediate, PrepackedLinear, PrepackedResidualOutput,
+from infer.agreement import check_agreement
+from infer.fastpath.layers import (FusedSelfAttention, PrepackedIntermediate, PrepackedLinear, PrepackedResidualOutput,
                           fuse_self_attention, masked_softmax_attention, onednn_linear_supported,
                           prepack_linear_layers)
-from infer.model import FirstTokenLayer, compute_last_layer_for_first_token
+from infer.fastpath import FirstTokenLayer, compute_last_layer_for_first_token, optimize_for_inference
 from infer.text import TextSettings
 
 
@@ -49,7 +49,7 @@ def test_fast_path_matches_the_plain_model(fp32, tiny_model, texts):
     # tokenised ahead on a thread: none of it may change a probability.
     assert fp32.first_token_last_layer
     assert isinstance(fp32.model.bert.encoder.layer[-1], FirstTokenLayer)
-    expected = _plain_model_probs(tiny_model, texts, fp32.config.text)
+    expected = _plain_model_probs(tiny_model, texts, fp32.manifest.text)
     np.testing.assert_allclose(fp32.predict_proba(texts), expected, atol=1e-5)
 
 
@@ -60,7 +60,7 @@ def test_fused_attention_matches_the_plain_model_in_both_attention_cores(tiny_mo
     layers = clf.model.bert.encoder.layer
     assert clf.fused_attention_layers == len(layers) - 1 and clf.attention == "sdpa"
     assert isinstance(layers[0].attention.self, FusedSelfAttention)
-    expected = _plain_model_probs(tiny_model, texts, clf.config.text)
+    expected = _plain_model_probs(tiny_model, texts, clf.manifest.text)
     np.testing.assert_allclose(clf.predict_proba(texts), expected, atol=1e-5)
     assert fuse_self_attention(clf.model, manual_attention=True) == len(layers) - 1  # switches, no re-wrapping
     assert layers[0].attention.self.manual_attention
@@ -70,8 +70,8 @@ def test_fused_attention_matches_the_plain_model_in_both_attention_cores(tiny_mo
 def test_bf16_on_cpu_uses_matmul_softmax_attention(tiny_model):
     bf16 = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16")
     assert bf16.attention == "matmul+softmax"
-    plain = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16", prepack_weights=False)
-    compiled = Classifier(plain.model, plain.tokenizer, plain.config, plain.device, "bf16", compile_model=True)
+    plain = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16", fast_path=False)
+    _, compiled = optimize_for_inference(plain.model, plain.device, "bf16", compile_model=True)
     assert compiled.attention == "sdpa"  # torch.compile gets the fused kernel it knows
     assert compiled.prepacked_linear_layers == 0  # and plain nn.Linear layers
     forced = Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16", attention="sdpa")
@@ -80,7 +80,7 @@ def test_bf16_on_cpu_uses_matmul_softmax_attention(tiny_model):
     texts = ["a short note", "a longer message " * 9, "hi"]
     np.testing.assert_allclose(forced.predict_proba(texts), matmul.predict_proba(texts), atol=0.02)
     with pytest.raises(ValueError, match="attention must be one of"):
-        Classifier(bf16.model, bf16.tokenizer, bf16.config, bf16.device, "bf16", attention="flash")
+        Classifier.from_pretrained(tiny_model, device="cpu", precision="bf16", attention="flash")
 
 
 def test_prepacked_linear_layers_match_the_plain_model(tiny_model, texts):
@@ -98,7 +98,7 @@ def test_prepacked_linear_layers_match_the_plain_model(tiny_model, texts):
     assert isinstance(layers[0].intermediate, PrepackedIntermediate) and layers[0].intermediate.exact_gelu
     assert isinstance(layers[-1].layer.attention.self.key, PrepackedLinear)
     assert not any(isinstance(m, torch.nn.Linear) for m in clf.model.bert.encoder.modules())
-    expected = _plain_model_probs(tiny_model, texts, clf.config.text)
+    expected = _plain_model_probs(tiny_model, texts, clf.manifest.text)
     np.testing.assert_allclose(clf.predict_proba(texts), expected, atol=1e-5)
     assert prepack_linear_layers(clf.model) == clf.prepacked_linear_layers  # idempotent
     np.testing.assert_allclose(clf.predict_proba(texts), expected, atol=1e-5)
@@ -202,7 +202,7 @@ def test_bf16_mode_runs_in_bf16_and_agrees_with_fp32(tiny_model, fp32, texts):
 
 
 def test_check_agreement_option_reports_on_the_first_rows(tiny_model, tmp_path, capsys):
-    from infer.__main__ import main
+    from infer.cli import main
 
     source = write_jsonl(tmp_path / "in.jsonl", make_rows(12, seed=4))
     code = main(["--model", str(tiny_model), "--input", str(source), "--output", str(tmp_path / "out.jsonl"),
@@ -216,7 +216,7 @@ def test_check_agreement_option_reports_on_the_first_rows(tiny_model, tmp_path, 
 def test_gpu_settings_take_bigger_batches(tiny_model):
     # Constructed only (no GPU here): the budgets a CUDA device gets.
     cpu = Classifier.from_pretrained(tiny_model, device="cpu", precision="fp32")
-    gpu = Classifier(cpu.model, cpu.tokenizer, cpu.config, torch.device("cuda"), "bf16")
+    gpu = Classifier(cpu.model, cpu.tokenizer, cpu.manifest, torch.device("cuda"), "bf16")
     assert gpu.max_tokens > cpu.max_tokens and gpu.max_batch_size > cpu.max_batch_size
 
 
@@ -225,8 +225,8 @@ def test_padded_width_is_a_multiple_within_max_length(fp32):
         ids, mask = fp32._padded_batch([[101] * longest, [101, 102]])
         width = ids.shape[1]
         assert width >= longest and mask[0].sum() == longest and mask[1].sum() == 2
-        assert width % 8 == 0 or width == fp32.config.text.max_length
-        assert width <= max(longest, fp32.config.text.max_length)
+        assert width % 8 == 0 or width == fp32.manifest.text.max_length
+        assert width <= max(longest, fp32.manifest.text.max_length)
 
 
 def test_power_of_two_parts():
@@ -265,5 +265,5 @@ def test_memory_shapes_bounded_over_many_inputs(fp32):
         del fp32._padded_batch
     widths = {w for _, w in seen}
     sizes = {b for b, _ in seen}
-    assert all(w % 8 == 0 or w == fp32.config.text.max_length for w in widths)
+    assert all(w % 8 == 0 or w == fp32.manifest.text.max_length for w in widths)
     assert len(sizes) <= len(widths) + 7  # full batches per width, plus 1, 2, 4 ... 64

@@ -25,11 +25,11 @@ from hypothesis import strategies as st
 
 from conftest import make_rows, write_jsonl
 from infer import Classifier
-from infer.__main__ import main as score_main
+from infer.cli import main as score_main
 from infer.io import read_rows
 from infer.score import score_file, score_rows
 from infer.text import normalize_text
-from train.robustness import PERTURBATIONS, perturb
+from train.evaluation.robustness import PERTURBATIONS, perturb
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHUNK = "4"
@@ -160,8 +160,8 @@ WHOLE_INPUT_ERRORS = {
                         "no weights found (expected model.safetensors)"),
     "corrupt weights": (lambda m, d: (m / "model.safetensors").write_bytes(b"\0" * 64), "cannot load model weights"),
     "missing tokenizer": (lambda m, d: (m / "tokenizer.json").unlink(), "missing tokenizer files"),
-    "label map vs weights": (lambda m, d: _edit_json(m / "outreach_guard.json", labels=["a", "b", "c"],
-                                                     positive_label="a"),
+    "label map vs weights": (lambda m, d: _edit_json(m / "outreach_guard.json",
+                                                     task={"labels": ["a", "b", "c"], "positive_label": "a"}),
                              "does not match the model's 2 outputs"),
     "config labels vs weights": (lambda m, d: _edit_json(m / "config.json", id2label={"0": "a", "1": "b", "2": "c"},
                                                          label2id={"a": 0, "b": 1, "c": 2}),
@@ -204,9 +204,9 @@ def test_one_row_that_breaks_the_model_costs_only_itself(clf, tmp_path, monkeypa
 
 @pytest.mark.parametrize("policy", ["truncate", "sliding_window"])
 def test_a_five_megabyte_message_is_scored_like_any_other(clf, tmp_path, policy):
-    text_settings = dataclasses.replace(clf.config.text, long_text=policy, window_stride=8, max_windows=4)
+    text_settings = dataclasses.replace(clf.manifest.text, long_text=policy, window_stride=8, max_windows=4)
     long_clf = copy.copy(clf)
-    long_clf.config = dataclasses.replace(clf.config, text=text_settings)
+    long_clf.manifest = dataclasses.replace(clf.manifest, text=text_settings)
     huge = "Please send the internal budget plans. " * 130_000
     assert len(huge) > 5_000_000
     src = write_jsonl(tmp_path / "in.jsonl", [{"id": "small", "text": "hello"}, {"id": "huge", "text": huge}])
@@ -261,16 +261,16 @@ def test_perturbations_are_seeded_per_row():
 # -- training -------------------------------------------------------------------------------
 
 
-def test_training_resumes_from_its_last_checkpoint_after_a_crash(tiny_base, tiny_data, tmp_path, monkeypatch):
+def test_training_resumes_from_its_last_checkpoint_after_a_crash(trained_run, tiny_base, tiny_data_files, tmp_path,
+                                                                 monkeypatch):
     from safetensors.torch import load_file
     from transformers import Trainer
 
-    from test_finetune import write_recipe
-    from train.finetune import main as train_main
+    from conftest import tiny_recipe
+    from train.recipes import recipe_from_dict, train
 
-    recipe = write_recipe(tmp_path / "r.yaml", tiny_base, tiny_data)  # 2 epochs, a checkpoint per epoch
-    straight = train_main(["--config", str(recipe), "--output-dir", str(tmp_path / "straight")])
-
+    # The same recipe as the session's trained run: 2 epochs, a checkpoint per epoch.
+    recipe = recipe_from_dict(tiny_recipe(tiny_base, tiny_data_files))
     save_checkpoint = Trainer._save_checkpoint
 
     def crash_after_first_checkpoint(self, *args, **kwargs):
@@ -279,13 +279,14 @@ def test_training_resumes_from_its_last_checkpoint_after_a_crash(tiny_base, tiny
 
     monkeypatch.setattr(Trainer, "_save_checkpoint", crash_after_first_checkpoint)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_main(["--config", str(recipe), "--output-dir", str(tmp_path / "crashed")])
+        train(recipe, tmp_path / "crashed")
     monkeypatch.undo()
     assert not (tmp_path / "crashed" / "model").exists()  # no folder that looks complete but is not
     assert [p.name for p in (tmp_path / "crashed" / "checkpoints").iterdir()] == ["checkpoint-6"]
 
-    resumed = train_main(["--config", str(recipe), "--output-dir", str(tmp_path / "crashed"), "--resume"])
-    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    resumed = train(recipe, tmp_path / "crashed", resume=True)
+    a = load_file(trained_run.model_dir / "model.safetensors")
+    b = load_file(resumed.model_dir / "model.safetensors")
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_allclose(a[name].numpy(), b[name].numpy(), atol=1e-6, err_msg=name)
@@ -299,11 +300,11 @@ def test_long_text_policy_can_be_chosen_when_scoring(tiny_model, tmp_path):
     clf = Classifier.from_pretrained(tiny_model, device="cpu", precision="fp32")
     windows, owners = clf.encode([text])
     assert len(windows) == 1  # the model's own policy truncates
-    settings = clf.config.text.with_long_text("sliding_window")
-    clf.config = dataclasses.replace(clf.config, text=settings)
+    settings = clf.manifest.text.with_long_text("sliding_window")
+    clf.manifest = dataclasses.replace(clf.manifest, text=settings)
     windows, owners = clf.encode([text])
     assert len(windows) > 10 and set(owners) == {0}
-    positive = clf.labels.index(clf.config.positive_label)
+    positive = clf.labels.index(clf.manifest.positive_label)
     per_window = clf._score_windows(windows)[:, positive]
     scores = {}
     for policy in ("truncate", "sliding_window"):

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import make_rows, write_jsonl
 from infer.text import normalize_text
-from train.robustness import (LOOKALIKES, PERTURBATIONS, TARGETED, ZERO_WIDTH, format_table, main, perturb,
+from train.evaluation.robustness import (LOOKALIKES, PERTURBATIONS, TARGETED, ZERO_WIDTH, format_table, main, perturb,
                               typos)
 
 
@@ -41,9 +41,9 @@ def labelled(tmp_path):
 
 def test_report_has_f1_and_drop_for_every_perturbation(tiny_model, labelled, tmp_path, capsys):
     out = tmp_path / "robustness.json"
-    report = main(["--model", str(tiny_model), "--data", str(labelled), "--split", "test", "--output", str(out)])
+    assert main(["--model", str(tiny_model), "--data", str(labelled), "--split", "test", "--output", str(out)]) == 0
+    report = json.loads(out.read_text())
     assert report["rows"] == 24 and set(report["perturbations"]) == set(PERTURBATIONS)
-    assert json.loads(out.read_text()) == report
     for name in TARGETED:
         # The normaliser (and, for casing, the uncased tokenizer) gives the model the very same input.
         r = report["perturbations"][name]
@@ -54,7 +54,9 @@ def test_report_has_f1_and_drop_for_every_perturbation(tiny_model, labelled, tmp
     assert format_table(report) in table and "| typos |" in table and "target: at most 2 F1 points" in table
 
 
-def test_a_missed_target_is_reported(tiny_model, labelled):
-    report = main(["--model", str(tiny_model), "--data", str(labelled), "--split", "all", "--rows", "10",
-                   "--max-drop", "-1"])
+def test_a_missed_target_is_reported(tiny_model, labelled, tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["--model", str(tiny_model), "--data", str(labelled), "--split", "all", "--rows", "10",
+                 "--max-drop", "-1", "--output", str(out)]) == 1  # exit status 1: target missed
+    report = json.loads(out.read_text())
     assert report["rows"] == 10 and report["target"]["met"] is False

@@ -119,7 +119,7 @@ def test_cli_scores_without_training_packages(tiny_model, tmp_path):
         "import sys\n"
         "for name in ('datasets', 'accelerate', 'evaluate', 'train', 'sklearn'):\n"
         "    sys.modules[name] = None\n"
-        "from infer.__main__ import main\n"
+        "from infer.cli import main\n"
         "sys.exit(main(['--model', sys.argv[1], '--input', sys.argv[2], '--output', sys.argv[3], '--no-progress']))\n"
     )
     res = subprocess.run([sys.executable, "-c", code, str(tiny_model), str(src), str(out)],

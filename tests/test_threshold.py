@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from train.metrics import precision_recall_f1
-from train.threshold import select_threshold
+from train.evaluation.metrics import precision_recall_f1
+from train.evaluation.threshold import select_threshold
 
 
 def test_max_f1_threshold_separates_separable_scores():

@@ -1,7 +1,6 @@
 import sys
 
-from .finetune import main
+from .recipes.cli import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
-    sys.exit(0)
+    sys.exit(main())

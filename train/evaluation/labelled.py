@@ -1,8 +1,9 @@
 """Labelled evaluation rows from a JSONL, CSV or Parquet file, flat or conversation-format.
 
-Unlike ``train.data`` (which feeds the Trainer), this keeps every other column so that metrics
-can be sliced by it, maps raw label values onto a model's label names, and flattens
-conversations into one text per row.
+Read with ``infer.io.read_table``, the one reader scoring and training use. Unlike the
+training data (``train.recipes.data``), this keeps every other column so that metrics can be
+sliced by it, maps raw label values onto a model's label names, and flattens conversations
+into one text per row.
 
 Conversation rows hold a list of messages, each with a speaker role and a text. The documented
 flattening rule: keep the messages whose role is in ``roles`` (by default the initiator's, the
@@ -13,13 +14,13 @@ then reads what the approacher wrote, as one long message.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
-from .data import DataError
+from infer.io import InputError, read_table
+
+from ..recipes.data import DataError
 
 FORMATS = ("flat", "conversation")
 
@@ -95,32 +96,12 @@ def label_key(value) -> str:
     return str(value)
 
 
-def read_records(path: str | Path) -> list[dict]:
+def read_records(path: str | Path, required=()) -> list[dict]:
     """All rows of a JSONL, CSV or Parquet file as dicts (evaluation sets fit in memory)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        records = []
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except ValueError as err:
-                    raise DataError(f"{path}: line {number} is not JSON: {err.msg}") from None
-        return records
-    if suffix == ".csv":
-        csv.field_size_limit(sys.maxsize)
-        with open(path, newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-    if suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    raise DataError(f"{path}: unknown format {suffix!r}; use .jsonl, .csv or .parquet")
+    try:
+        return read_table(path, required=required)
+    except InputError as err:
+        raise DataError(str(err)) from None
 
 
 def flatten_conversation(messages, roles, role_field: str = "role", text_field: str = "text",
@@ -136,13 +117,8 @@ def flatten_conversation(messages, roles, role_field: str = "role", text_field: 
 
 def load_labelled(spec: DataSpec) -> LabelledRows:
     """Read ``spec.path``; every row must have a non-empty text and a (mapped) label."""
-    records = read_records(spec.path)
-    if not records:
-        raise DataError(f"{spec.path}: no rows")
     needed = [spec.label_column, spec.text_column if spec.format == "flat" else spec.messages_column]
-    missing = [c for c in needed if c not in records[0]]
-    if missing:
-        raise DataError(f"{spec.path}: missing column(s) {missing}; columns present: {sorted(records[0])}")
+    records = read_records(spec.path, required=needed)
     ids, texts, labels, bad_text, bad_label = [], [], [], [], []
     for number, rec in enumerate(records, 1):
         row_id = label_key(rec[spec.id_column]) if spec.id_column and rec.get(spec.id_column) is not None else str(number)

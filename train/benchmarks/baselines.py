@@ -144,6 +144,9 @@ def _check_classes(y, n_labels: int) -> None:
 
 
 class TfidfLogReg:
+    """Word 1-2 gram TF-IDF and logistic regression (regularisation chosen by 5-fold CV on the
+    training rows); also the corpus's shortcut audit (``python -m train.corpus audit``)."""
+
     def __init__(self, labels: list[str], seed: int = 0):
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.pipeline import make_pipeline
@@ -160,6 +163,22 @@ class TfidfLogReg:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return self.pipeline.predict_proba(list(texts))
+
+    @property
+    def regularisation(self) -> float:
+        """The C that cross-validation chose."""
+        return float(np.ravel(self.pipeline[-1].C_)[0])
+
+    def top_features(self, n: int = 30) -> dict[str, list[tuple[str, float]]]:
+        """The ``n`` n-grams with the largest weights toward each class of a binary model
+        (``labels[1]`` positive weights, ``labels[0]`` negative), as ``(n-gram, weight)``."""
+        if len(self.labels) != 2:
+            raise ValueError("top_features explains a binary model")
+        names = np.array(self.pipeline[0].get_feature_names_out())
+        coef = np.ravel(self.pipeline[-1].coef_)
+        order = np.argsort(coef)
+        return {self.labels[1]: [(str(names[i]), round(float(coef[i]), 3)) for i in order[::-1][:n]],
+                self.labels[0]: [(str(names[i]), round(float(coef[i]), 3)) for i in order[:n]]}
 
 
 class SentenceEmbedder:

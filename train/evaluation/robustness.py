@@ -1,4 +1,4 @@
-"""Robustness to obfuscation: ``python -m train.robustness --model DIR --data FILE --split test``.
+"""Robustness to obfuscation: ``python -m train.evaluation.robustness --model DIR --data FILE --split test``.
 
 Reads top to bottom: parse -> load the labelled rows -> score them clean -> for each
 perturbation, perturb every text (seeded, per row) and score again -> F1 under each
@@ -32,9 +32,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from .data import DataError  # noqa: E402
-from .eval_data import DataSpec, load_labelled  # noqa: E402
-from .evaluate import label_indices  # noqa: E402
+from infer.io import InputError  # noqa: E402
+from infer.manifest import ModelFolderError  # noqa: E402
+
+from ..recipes.data import DataError  # noqa: E402
+from .labelled import DataSpec, load_labelled  # noqa: E402
 from .metrics import classification_metrics  # noqa: E402
 
 logger = logging.getLogger("train.robustness")
@@ -121,9 +123,9 @@ def perturb(texts: list[str], name: str, seed: int) -> list[str]:
 
 
 def _f1(clf, y, probs) -> tuple[float, np.ndarray]:
-    metrics = classification_metrics(y, probs, clf.labels, clf.config.positive_label, clf.threshold)
+    metrics = classification_metrics(y, probs, clf.task)
     f1 = metrics["f1"] if "f1" in metrics else metrics["macro_f1"]
-    return f1, np.array([clf.labels.index(label) for label in clf.decide(probs)])
+    return f1, clf.task.decide_indices(probs)
 
 
 def evaluate_robustness(clf, texts: list[str], y: np.ndarray, seed: int = 0,
@@ -157,8 +159,8 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m train.robustness", description=__doc__.split("\n\n")[0])
+def parse_args(argv=None, prog: str = "python -m train.evaluation.robustness"):
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="model folder written by `python -m train`")
     p.add_argument("--data", required=True, help="labelled JSONL, CSV or Parquet file")
     p.add_argument("--split", default="test", help="rows whose split column has this value; 'all' for every row")
@@ -174,10 +176,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from infer.model import Classifier
+def run_robustness(args: argparse.Namespace) -> dict:
+    """Score the rows clean and under each perturbation; write and print the report."""
+    from infer.classifier import Classifier
 
     spec = DataSpec(path=args.data, text_column=args.text_column, label_column=args.label_column,
                     split_column=args.split_column)
@@ -188,7 +189,7 @@ def main(argv=None) -> dict:
         rows = rows.subset(sorted(random.Random(args.seed).sample(range(len(rows)), args.rows)))
 
     clf = Classifier.from_pretrained(args.model, device=args.device, precision="fp32")
-    y = label_indices(rows.labels, clf.labels, args.data)
+    y = clf.task.label_indices(rows.labels, args.data)
     logger.info("scoring %d rows of %s, clean and under %d perturbations", len(rows), args.data, len(PERTURBATIONS))
     report = evaluate_robustness(clf, rows.texts, y, seed=args.seed)
     worst = max(report["perturbations"][name]["drop_points"] for name in TARGETED)
@@ -204,5 +205,17 @@ def main(argv=None) -> dict:
     return report
 
 
+def main(argv=None, prog: str = "python -m train.evaluation.robustness") -> int:
+    """Exit status 0 when the target is met, 1 when missed, 2 on bad input."""
+    args = parse_args(argv, prog)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        report = run_robustness(args)
+    except (InputError, ModelFolderError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0 if report["target"]["met"] else 1
+
+
 if __name__ == "__main__":
-    sys.exit(0 if main(sys.argv[1:])["target"]["met"] else 1)
+    sys.exit(main())

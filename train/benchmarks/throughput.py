@@ -1,4 +1,4 @@
-"""Scoring speed against the transformers pipeline: ``python -m infer.bench --model DIR --rows N``.
+"""Scoring speed against the transformers pipeline: ``python -m train.benchmarks.throughput --model DIR --rows N``.
 
 Samples N messages from a corpus file (``--data``, default ``data/corpus.jsonl``), then times
 ``transformers.pipeline("text-classification", batch_size=32)`` and this project's scorer in
@@ -44,20 +44,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .device import auto_precision, configure_threads, select_device, tune_cpu_allocator  # noqa: E402
-from .batching import batch_width, length_sorted_batches  # noqa: E402
-from .layers import onednn_linear_supported  # noqa: E402
-from .model import Classifier, PipelineConfig, decide_labels  # noqa: E402
-from .text import normalize_text, tokenize  # noqa: E402
+from infer.agreement import AGREEMENT_BAR, label_agreement  # noqa: E402
+from infer.batching import batch_width, length_sorted_batches  # noqa: E402
+from infer.classifier import Classifier  # noqa: E402
+from infer.device import auto_precision, configure_threads, select_device, tune_cpu_allocator  # noqa: E402
+from infer.fastpath import onednn_linear_supported  # noqa: E402
+from infer.io import read_table  # noqa: E402
+from infer.manifest import ModelManifest  # noqa: E402
+from infer.text import normalize_text, tokenize  # noqa: E402
 
 BASE_MODES = ("fp32", "bf16", "fp16", "auto", "int8-dynamic")
 PIPELINE = "pipeline"
-#: The agreement a mode needs with fp32, as a fraction of labels, to be offered.
-AGREEMENT_BAR = 0.995
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m infer.bench", description=__doc__.split("\n\n")[0])
+def parse_args(argv=None, prog: str = "python -m train.benchmarks.throughput") -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="model folder written by `python -m train`")
     p.add_argument("--data", default="data/corpus.jsonl", help="JSONL corpus to sample texts from")
     p.add_argument("--rows", type=int, default=4000, help="messages per timed pass (sampled with replacement)")
@@ -93,13 +94,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_corpus(path: str | Path) -> list[dict]:
     """Rows with a string ``text`` (and ``split`` when the corpus has one)."""
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                row = json.loads(line)
-                if isinstance(row, dict) and isinstance(row.get("text"), str) and row["text"].strip():
-                    rows.append(row)
+    rows = [r for r in read_table(path, required=["text"]) if isinstance(r["text"], str) and r["text"].strip()]
     if not rows:
         raise ValueError(f"{path}: no rows with a text")
     return rows
@@ -169,23 +164,6 @@ def peak_rss_bytes(usage=None) -> int:
     return usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
 
 
-def label_agreement(config: PipelineConfig, reference: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
-    """Fraction of rows whose decided label matches the reference's, and the largest absolute
-    probability difference."""
-    same = np.array(decide_labels(config, reference)) == np.array(decide_labels(config, probs))
-    return float(same.mean()), float(np.abs(reference - probs).max())
-
-
-def check_agreement(classifier: Classifier, texts: list[str], **load_kwargs) -> tuple[float, float]:
-    """Score ``texts`` with ``classifier`` and with an fp32 copy of its model (loaded from
-    ``load_kwargs``, which name the folder as ``path``); returns ``label_agreement``."""
-    reference = Classifier.from_pretrained(precision="fp32", device=classifier.device, **load_kwargs)
-    reference.config = classifier.config  # the same text pipeline, overrides included
-    expected = reference.predict_proba(texts)
-    del reference
-    return label_agreement(classifier.config, expected, classifier.predict_proba(texts))
-
-
 # -- scorers in worker processes --------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +210,7 @@ def build_scorer(spec: ScorerSpec):
     base, compiled, attention, prepack = parse_mode(spec.mode)
     quantised = base == "int8-dynamic"
     clf = Classifier.from_pretrained(spec.model, device=spec.device, precision="fp32" if quantised else base,
-                                     threads=spec.threads, max_tokens=spec.max_tokens, compile_model=compiled,
+                                     max_tokens=spec.max_tokens, compile_model=compiled,
                                      attention=attention, prepack_weights=False if quantised else prepack)
     if quantised:
         # Measured, not offered: int8 weights on every nn.Linear, activations quantised per batch.
@@ -241,8 +219,8 @@ def build_scorer(spec: ScorerSpec):
         with warnings.catch_warnings():  # torch deprecates the quantised tensor types this uses
             warnings.simplefilter("ignore")
             model = torch.ao.quantization.quantize_dynamic(clf.model, {torch.nn.Linear}, dtype=torch.qint8)
-        clf = Classifier(model, clf.tokenizer, clf.config, clf.device, "int8", max_tokens=spec.max_tokens,
-                         compile_model=compiled, attention=attention, prepack_weights=False)
+        clf = Classifier(model, clf.tokenizer, clf.manifest, clf.device, "int8", max_tokens=spec.max_tokens,
+                         compile_model=compiled, fast_path=clf.fast_path)
 
     def score(texts: list[str]) -> np.ndarray:
         # Chunk by chunk, as `python -m infer` scores a file.
@@ -254,14 +232,14 @@ def build_scorer(spec: ScorerSpec):
              "malloc_tuned": tune_cpu_allocator() if clf.device.type == "cpu" else False,
              "batching": {"block": clf.encode_block_size, "max_tokens": clf.max_tokens,
                           "max_batch_size": clf.max_batch_size, "pad_multiple": clf.pad_multiple,
-                          "max_length": clf.config.text.max_length}}
+                          "max_length": clf.manifest.text.max_length}}
     return (lambda texts: texts), score, facts
 
 
 def _pipeline_scorer(spec: ScorerSpec):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    config = PipelineConfig.load(spec.model)
+    config = ModelManifest.load(spec.model)
     tokenizer = AutoTokenizer.from_pretrained(spec.model)
     model = AutoModelForSequenceClassification.from_pretrained(spec.model, dtype=torch.float32, use_safetensors=True)
     classify = pipeline("text-classification", model=model, tokenizer=tokenizer, device=select_device(spec.device),
@@ -286,6 +264,8 @@ def _worker(conn, spec: ScorerSpec, texts: list[str], agreement_texts: list[str]
     """Load one scorer, warm it up, then answer the parent: "time", "agreement", "stop"."""
     try:
         configure_threads(spec.threads)
+        if spec.mode != PIPELINE and select_device(spec.device).type == "cpu":
+            tune_cpu_allocator()  # as `python -m infer` does; the pipeline runs untouched
         prepare, score, facts = build_scorer(spec)
         timed, checked = prepare(texts), prepare(agreement_texts)
         score(timed[:warmup_rows])
@@ -374,7 +354,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
 
     from transformers import AutoConfig, AutoTokenizer
 
-    config = PipelineConfig.load(args.model)
+    config = ModelManifest.load(args.model)
     corpus = load_corpus(args.data)
     texts = sample_texts(corpus, args.rows, args.seed)
     agreement_rows = [r for r in corpus if args.agreement_split and r.get("split") == args.agreement_split]
@@ -422,7 +402,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         peak = peaks[precision]
         flops = encoder_flops(model_config, lengths, facts[spec.mode]["first_token_last_layer"])
         achieved = flops / 1e9 * median_rate / args.rows if flops else None
-        agreement, max_diff = label_agreement(config, reference, agreement_probs[spec.mode])
+        agreement, max_diff = label_agreement(config.task, reference, agreement_probs[spec.mode])
         results.append({
             "mode": spec.mode, "precision": precision, "msgs_per_s": median_rate, "msgs_per_s_min": rates[0],
             "msgs_per_s_max": rates[-1], "vs_pipeline": median_rate / pipeline_rate, "peak_rss_bytes": rss[spec.mode],
@@ -432,7 +412,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         })
     words = [len(t.split()) for t in texts]
     return {
-        "command": "python -m infer.bench " + " ".join(shlex.quote(a) for a in getattr(args, "argv", [])),
+        "command": "python -m train.benchmarks.throughput " + " ".join(shlex.quote(a) for a in getattr(args, "argv", [])),
         "machine": f"{cpu_name()}, {os.cpu_count()} CPUs, {threads} torch threads, device {device}",
         "torch": torch.__version__, "model": str(args.model), "data": str(args.data), "rows": args.rows,
         "rounds": args.rounds, "pipeline_batch_size": args.pipeline_batch_size,
@@ -577,8 +557,8 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(argv=None, prog: str = "python -m train.benchmarks.throughput") -> int:
+    args = parse_args(argv, prog)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     report = run_benchmark(args)
     print(format_report(report))

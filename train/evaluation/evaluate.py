@@ -1,4 +1,4 @@
-"""Evaluate a model folder on labelled data: ``python -m train.evaluate --model DIR --data FILE``.
+"""Evaluate a model folder on labelled data: ``python -m train.evaluation --model DIR --data FILE``.
 
 Reads top to bottom: parse -> load labelled rows (any JSONL/CSV/Parquet file, optionally one
 split of it) -> score them with the ``infer`` runtime -> metrics at the model's saved threshold,
@@ -24,8 +24,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from .data import DataError  # noqa: E402
-from .eval_data import DataSpec, LabelledRows, label_key, load_labelled  # noqa: E402
+from infer.io import InputError  # noqa: E402
+from infer.manifest import ModelFolderError, TaskSpec  # noqa: E402
+
+from ..recipes.data import DataError  # noqa: E402
+from .labelled import DataSpec, LabelledRows, label_key, load_labelled  # noqa: E402
 from .metrics import (auroc, average_precision, binary_metrics, bootstrap_ci, confusion_matrix,  # noqa: E402
                       multiclass_brier, multiclass_metrics, one_vs_rest_metrics, precision_recall_f1,
                       top_label_ece)
@@ -41,8 +44,8 @@ _NEEDS_BOTH = ("precision", "recall", "f1", "false_positive_rate", "auroc", "aup
 _STILL_DEFINED = {"positive": ("recall",), "negative": ("false_positive_rate",)}
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m train.evaluate", description="Evaluate a model folder on labelled data.")
+def parse_args(argv=None, prog: str = "python -m train.evaluation"):
+    p = argparse.ArgumentParser(prog=prog, description="Evaluate a model folder on labelled data.")
     p.add_argument("--model", required=True, help="model folder written by `python -m train`")
     p.add_argument("--data", required=True, help="labelled JSONL, CSV or Parquet file")
     p.add_argument("--split", help="evaluate only rows whose split column has this value (e.g. test)")
@@ -66,28 +69,6 @@ def parse_args(argv=None):
 
 
 # -- metrics ---------------------------------------------------------------------------------
-
-def label_indices(labels: list[str], known: list[str], where: str = "data") -> np.ndarray:
-    """Row labels as indices into ``known``; an unknown label is an error naming it."""
-    index = {name: i for i, name in enumerate(known)}
-    unknown = sorted({lab for lab in labels if lab not in index})
-    if unknown:
-        raise DataError(f"{where}: labels {unknown} are not among the model's labels {known}; "
-                        "map them with a label map (--label-map RAW=LABEL)")
-    return np.array([index[lab] for lab in labels], dtype=int)
-
-
-def is_binary(labels: list[str], positive: str | None) -> bool:
-    return positive is not None and len(labels) == 2
-
-
-def decide(probs: np.ndarray, labels: list[str], positive: str | None, threshold: float | None) -> np.ndarray:
-    """Predicted class indices: the threshold on the positive class for binary tasks, else argmax."""
-    if is_binary(labels, positive):
-        k = labels.index(positive)
-        return np.where(probs[:, k] >= threshold, k, 1 - k)
-    return probs.argmax(axis=1)
-
 
 def _binary_point_metrics(truth, score, threshold) -> dict:
     m = binary_metrics(truth, score, threshold)
@@ -118,12 +99,12 @@ def operating_points(truth, score, max_fprs=(0.01, 0.05)) -> list[dict]:
     return out
 
 
-def confidence_intervals(y, probs, labels, positive, threshold, n_resamples: int, seed: int) -> dict:
+def confidence_intervals(y, probs, task: TaskSpec, n_resamples: int, seed: int) -> dict:
     """Percentile bootstrap intervals (rows resampled with replacement, seeded)."""
     alpha = 1 - CI_LEVEL
-    if is_binary(labels, positive):
-        k = labels.index(positive)
-        truth, score = (y == k).astype(int), probs[:, k]
+    labels, threshold = task.labels, task.decision_threshold
+    if task.binary:
+        truth, score = (y == task.positive_index).astype(int), task.scores(probs)
         metrics = {"f1": lambda t, s: precision_recall_f1(t, s >= threshold)[2], "auroc": auroc,
                    "auprc": average_precision}
         return {name: bootstrap_ci(truth, score, fn, n_resamples, seed, alpha) for name, fn in metrics.items()}
@@ -143,12 +124,13 @@ def slice_values(values: list) -> dict[str, list[int]]:
     return dict(sorted(groups.items()))
 
 
-def slice_metrics(y, probs, labels, positive, threshold) -> dict:
+def slice_metrics(y, probs, task: TaskSpec) -> dict:
     """Metrics for one slice; those a one-class slice cannot have are None and listed in ``skipped``."""
     present = sorted(set(y.tolist()))
-    if is_binary(labels, positive):
-        k = labels.index(positive)
-        m = _binary_point_metrics(y == k, probs[:, k], threshold)
+    labels = task.labels
+    if task.binary:
+        k = task.positive_index
+        m = _binary_point_metrics(y == k, task.scores(probs), task.decision_threshold)
         m.pop("confusion")
         if len(present) == 1:
             side = "positive" if present[0] == k else "negative"
@@ -172,12 +154,13 @@ def slice_metrics(y, probs, labels, positive, threshold) -> dict:
     return m
 
 
-def top_errors(y, probs, pred, labels, positive, ids, limit: int = TOP_ERRORS) -> dict:
+def top_errors(y, probs, pred, task: TaskSpec, ids, limit: int = TOP_ERRORS) -> dict:
     """Ids (never text) of the most confident mistakes, for error analysis."""
     ids = np.asarray(ids, dtype=object)
-    if is_binary(labels, positive):
-        k = labels.index(positive)
-        score = probs[:, k]
+    labels = task.labels
+    if task.binary:
+        k = task.positive_index
+        score = task.scores(probs)
         fp = np.nonzero((pred == k) & (y != k))[0]
         fn = np.nonzero((pred != k) & (y == k))[0]
         fp = fp[np.argsort(-score[fp], kind="stable")][:limit]
@@ -190,35 +173,38 @@ def top_errors(y, probs, pred, labels, positive, ids, limit: int = TOP_ERRORS) -
                                "probability": float(probs[i].max())} for i in wrong]}
 
 
-def evaluate_predictions(y, probs, labels: list[str], positive: str | None, threshold: float | None, *,
-                         ids=None, slices: dict[str, list] | None = None, n_resamples: int = 1000,
-                         seed: int = 0) -> dict:
-    """Every reported figure for integer labels ``y`` and class probabilities ``probs``."""
+def evaluate_predictions(y, probs, task: TaskSpec, *, ids=None, slices: dict[str, list] | None = None,
+                         n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Every reported figure for integer labels ``y`` and class probabilities ``probs`` under
+    ``task`` (binary tasks decide at its threshold, 0.5 when it has none)."""
     y, probs = np.asarray(y, dtype=int), np.asarray(probs, dtype=float)
     ids = list(ids) if ids is not None else [str(i) for i in range(1, len(y) + 1)]
-    binary = is_binary(labels, positive)
-    if binary and threshold is None:
-        threshold = 0.5
-    pred = decide(probs, labels, positive, threshold)
-    result = {"task": "binary" if binary else "multiclass", "labels": list(labels),
-              "positive_label": positive if binary else None, "threshold": threshold if binary else None,
+    labels = list(task.labels)
+    pred = task.decide_indices(probs)
+    result = {"task": "binary" if task.binary else "multiclass", "labels": labels,
+              "positive_label": task.positive_label if task.binary else None, "threshold": task.decision_threshold,
               "n": int(len(y)), "class_counts": {name: int((y == k).sum()) for k, name in enumerate(labels)}}
-    if binary:
-        k = labels.index(positive)
-        overall = _binary_point_metrics(y == k, probs[:, k], threshold)
+    if task.binary:
+        truth, score = y == task.positive_index, task.scores(probs)
+        overall = _binary_point_metrics(truth, score, task.decision_threshold)
         overall["confusion_matrix"] = confusion_matrix(y, pred, len(labels))
-        overall["operating_points"] = operating_points(y == k, probs[:, k]) if len(set(y.tolist())) == 2 else []
+        overall["operating_points"] = operating_points(truth, score) if len(set(y.tolist())) == 2 else []
     else:
         overall = _multiclass_point_metrics(y, probs, labels)
     result["overall"] = overall
-    result["confidence_intervals"] = confidence_intervals(y, probs, labels, positive, threshold, n_resamples, seed)
+    result["confidence_intervals"] = confidence_intervals(y, probs, task, n_resamples, seed)
     result["bootstrap"] = {"level": CI_LEVEL, "resamples": n_resamples, "seed": seed, "method": "percentile"}
     result["slices"] = {}
     for column, values in (slices or {}).items():
-        result["slices"][column] = {value: slice_metrics(y[idx], probs[idx], labels, positive, threshold)
+        result["slices"][column] = {value: slice_metrics(y[idx], probs[idx], task)
                                     for value, idx in slice_values(values).items()}
-    result["top_errors"] = top_errors(y, probs, pred, labels, positive, ids)
+    result["top_errors"] = top_errors(y, probs, pred, task, ids)
     return result
+
+
+def result_task(result: dict) -> TaskSpec:
+    """The task an :func:`evaluate_predictions` result was computed under."""
+    return TaskSpec(tuple(result["labels"]), result["positive_label"], result["threshold"])
 
 
 def headline(result: dict) -> dict:
@@ -244,10 +230,10 @@ def write_evaluation(folder, result: dict, y, probs, plots: bool = True) -> Path
     if plots:
         from .plots import write_plots
 
-        labels, positive, threshold = result["labels"], result["positive_label"], result["threshold"]
-        pred = decide(np.asarray(probs), labels, positive, threshold)
+        task = result_task(result)
+        pred = task.decide_indices(np.asarray(probs))
         plot_files = {name: f"plots/{file}" for name, file in
-                      write_plots(folder / "plots", y, probs, pred, labels, positive, threshold).items()}
+                      write_plots(folder / "plots", y, probs, pred, task).items()}
     result = dict(result, plots=plot_files)
     (folder / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     (folder / "report.md").write_text(render_report(result))
@@ -260,11 +246,9 @@ def default_output_dir(model: str, data: str, split: str | None) -> Path:
     return Path("runs/eval") / "_".join([run, Path(data).stem] + ([split] if split else []))
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    command = "python -m train.evaluate " + shlex.join(argv if argv is not None else sys.argv[1:])
-    from infer.model import Classifier
+def run_evaluation(args: argparse.Namespace, command: str | None = None) -> dict:
+    """Score ``args.data`` with the model in ``args.model`` and write the evaluation folder."""
+    from infer.classifier import Classifier
 
     label_map = dict(item.split("=", 1) for item in args.label_map) if args.label_map else None
     spec = DataSpec(path=args.data, format="conversation" if args.messages_column else "flat",
@@ -282,13 +266,12 @@ def main(argv=None) -> dict:
         raise DataError(f"{args.data}: no column(s) {missing} to slice by; columns: {sorted(rows.columns)}")
 
     clf = Classifier.from_pretrained(args.model, device=args.device, precision=args.precision)
-    y = label_indices(rows.labels, clf.labels, args.data)
-    threshold = args.threshold if args.threshold is not None else clf.threshold
+    task = clf.task if args.threshold is None else clf.task.with_threshold(args.threshold)
+    y = task.label_indices(rows.labels, args.data)
     logger.info("scoring %d rows of %s with %s", len(rows), args.data, args.model)
     probs = clf.predict_proba(rows.texts)
 
-    result = evaluate_predictions(y, probs, clf.labels, clf.config.positive_label, threshold, ids=rows.ids,
-                                  slices={c: rows.columns[c] for c in args.slice_by},
+    result = evaluate_predictions(y, probs, task, ids=rows.ids, slices={c: rows.columns[c] for c in args.slice_by},
                                   n_resamples=args.bootstrap_resamples, seed=args.seed)
     result.update(command=command, model=str(args.model), data=spec.describe(), split=args.split,
                   threshold_source="--threshold" if args.threshold is not None else
@@ -300,11 +283,13 @@ def main(argv=None) -> dict:
     return result
 
 
-if __name__ == "__main__":
-    from infer.model import ModelFolderError
-
+def main(argv=None, prog: str = "python -m train.evaluation") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv, prog)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        main(sys.argv[1:])
-    except (DataError, ModelFolderError) as err:
+        run_evaluation(args, f"{prog} " + shlex.join(argv))
+    except (InputError, ModelFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0

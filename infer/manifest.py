@@ -1,0 +1,181 @@
+"""The model-folder manifest: everything outreach-guard adds to a ``save_pretrained`` folder.
+
+transformers' ``config.json`` describes the network; ``outreach_guard.json`` describes the task
+it was trained for and how to use it: the label head (label order, positive label, decision
+threshold), the text pipeline, the base model and where the model came from (the command, the
+recipe, the data, package versions). :class:`ModelManifest` is the one reader and writer of
+that file, and :class:`TaskSpec` the one place that turns probabilities into decisions, so
+scoring, metrics, plots, reports and benchmarks agree on what "positive" and "flagged" mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .io.readers import InputError
+from .text import TextSettings
+
+#: The file in a model folder that this module reads and writes.
+MANIFEST_FILE = "outreach_guard.json"
+#: Evaluation results written next to the manifest by training (``metrics.json``).
+METRICS_FILE = "metrics.json"
+FORMAT_VERSION = 2
+
+
+class ModelFolderError(ValueError):
+    """A model folder is missing a file, has a malformed one, or its parts disagree."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """A classification task: label order, and for binary tasks the positive label and the
+    decision threshold on its probability.
+
+    Binary (two labels and a positive label): the score is the positive class's probability and
+    a row is positive when its score is at least ``threshold`` (0.5 when none is set).
+    Otherwise: the score is the top probability and the decision is the argmax.
+    """
+
+    labels: tuple[str, ...]
+    positive_label: str | None = None
+    threshold: float | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"a task needs at least two distinct labels, got {list(self.labels)}")
+        if self.positive_label is not None and self.positive_label not in self.labels:
+            raise ValueError(f"positive_label {self.positive_label!r} is not one of {list(self.labels)}")
+        if self.threshold is not None:
+            if not 0.0 <= float(self.threshold) <= 1.0:
+                raise ValueError(f"threshold {self.threshold} is outside [0, 1]")
+            object.__setattr__(self, "threshold", float(self.threshold))
+
+    @property
+    def binary(self) -> bool:
+        return self.positive_label is not None and len(self.labels) == 2
+
+    @property
+    def positive_index(self) -> int | None:
+        return self.labels.index(self.positive_label) if self.binary else None
+
+    @property
+    def decision_threshold(self) -> float | None:
+        """The threshold binary decisions use (0.5 when none was picked); None for argmax tasks."""
+        if not self.binary:
+            return None
+        return 0.5 if self.threshold is None else self.threshold
+
+    def with_threshold(self, threshold: float | None) -> "TaskSpec":
+        return dataclasses.replace(self, threshold=threshold)
+
+    def label_indices(self, names: Sequence[str], where: str = "data") -> np.ndarray:
+        """Label names as indices into ``labels``; an unknown name is an :class:`InputError` naming it."""
+        index = {name: i for i, name in enumerate(self.labels)}
+        unknown = sorted({str(n) for n in names if n not in index})
+        if unknown:
+            raise InputError(f"{where}: labels {unknown} are not among the model's labels {list(self.labels)}; "
+                             "map them with a label map (--label-map RAW=LABEL)")
+        return np.array([index[n] for n in names], dtype=int)
+
+    def scores(self, probs: np.ndarray) -> np.ndarray:
+        """Per row: the positive class's probability (binary), else the top probability."""
+        probs = np.asarray(probs)
+        return probs[:, self.positive_index] if self.binary else probs.max(axis=1)
+
+    def decide_indices(self, probs: np.ndarray) -> np.ndarray:
+        """Predicted class index per row: the threshold on the positive class, else argmax."""
+        probs = np.asarray(probs)
+        if self.binary:
+            k = self.positive_index
+            return np.where(probs[:, k] >= self.decision_threshold, k, 1 - k)
+        return probs.argmax(axis=1)
+
+    def decide(self, probs: np.ndarray) -> list[str]:
+        return [self.labels[i] for i in self.decide_indices(probs)]
+
+    def to_dict(self) -> dict:
+        return {"labels": list(self.labels), "positive_label": self.positive_label, "threshold": self.threshold}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TaskSpec":
+        return cls(tuple(data["labels"]), data.get("positive_label"), data.get("threshold"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelManifest:
+    """Contents of ``outreach_guard.json``.
+
+    ``task``: the label head. ``text``: the text pipeline the model was trained with.
+    ``base_model``: what was fine-tuned. ``provenance``: how the folder was made (``command``,
+    ``recipe``, ``data``, ``method``, ``versions``, ``created``); free-form, for people and
+    benchmarks, never needed to score.
+    """
+
+    task: TaskSpec
+    text: TextSettings = TextSettings()
+    base_model: str | None = None
+    provenance: dict = dataclasses.field(default_factory=dict)
+
+    # Convenience views of the label head.
+    @property
+    def labels(self) -> list[str]:
+        return list(self.task.labels)
+
+    @property
+    def positive_label(self) -> str | None:
+        return self.task.positive_label
+
+    @property
+    def threshold(self) -> float | None:
+        return self.task.threshold
+
+    def replace(self, **changes: Any) -> "ModelManifest":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {"format_version": FORMAT_VERSION, "task": self.task.to_dict(), "text": self.text.to_dict(),
+                "base_model": self.base_model, "provenance": self.provenance}
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder, MANIFEST_FILE)
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelManifest":
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        version = int(data.get("format_version", 1))
+        if version > FORMAT_VERSION:
+            raise ValueError(f"format_version {version} is newer than this outreach-guard reads ({FORMAT_VERSION})")
+        task = data["task"] if version >= 2 else data  # version 1 kept the task's fields at the top
+        return cls(TaskSpec.from_dict(task), TextSettings.from_dict(data.get("text")), data.get("base_model"),
+                   dict(data.get("provenance") or {}))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "ModelManifest":
+        path = Path(folder, MANIFEST_FILE)
+        if not path.is_file():
+            raise ModelFolderError(f"{folder}: missing {MANIFEST_FILE} (not an outreach-guard model folder?)")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ModelFolderError(f"{path}: malformed: {err}") from None
+
+    @staticmethod
+    def load_metrics(folder: str | Path) -> dict | None:
+        """The evaluation results training wrote next to the manifest, if any."""
+        path = Path(folder, METRICS_FILE)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    @staticmethod
+    def save_metrics(folder: str | Path, metrics: dict) -> Path:
+        path = Path(folder, METRICS_FILE)
+        path.write_text(json.dumps(metrics, indent=2) + "\n")
+        return path
