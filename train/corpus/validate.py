@@ -144,6 +144,11 @@ def composition(rows) -> dict:
     grooming = [r for r in rows if r["label"] == "grooming"]
     benign = [r for r in rows if r["label"] == "benign"]
     test = [r for r in rows if r["split"] == "test"]
+    # Corpus v2: breadth from many writers. "v1" marks the original messages, whose writers
+    # were not recorded one by one.
+    new = [r for r in rows if r["author"] != "v1"]
+    family_sizes = collections.Counter(r["family"] for r in new)
+    held_out = [r for r in rows if r["split"] == "test_authors"]
     return {
         "rows": len(rows),
         "authored": sum(r["source"] == "authored" for r in rows),
@@ -155,6 +160,13 @@ def composition(rows) -> dict:
         "benign_families": len({r["family"] for r in benign}),
         "test_rows": len(test),
         "test_all_authored": all(r["source"] == "authored" for r in test),
+        "v2_rows": len(new),
+        "v2_families": len(family_sizes),
+        "v2_largest_family": max(family_sizes.values(), default=0),
+        "v2_authors": len({r["author"] for r in new}),
+        "v2_grooming_share": sum(r["label"] == "grooming" for r in new) / max(len(new), 1),
+        "test_authors_authors": len({r["author"] for r in held_out}),
+        "test_authors_rows": len(held_out),
     }
 
 
@@ -169,6 +181,13 @@ TARGETS = [
     ("benign_families", lambda v: v >= 30, ">= 30"),
     ("test_rows", lambda v: v >= 400, ">= 400"),
     ("test_all_authored", lambda v: v is True, "true"),
+    ("v2_rows", lambda v: v >= 2400, ">= 2400"),
+    ("v2_families", lambda v: v >= 200, ">= 200"),
+    ("v2_largest_family", lambda v: v <= 16, "<= 16"),
+    ("v2_authors", lambda v: v >= 10, ">= 10"),
+    ("v2_grooming_share", lambda v: 0.4 <= v <= 0.6, "between 0.40 and 0.60"),
+    ("test_authors_authors", lambda v: v >= 2, ">= 2"),
+    ("test_authors_rows", lambda v: v >= 400, ">= 400"),
 ]
 
 
@@ -184,6 +203,11 @@ def report(rows, out=sys.stdout) -> None:
     _table("by stage x label", collections.Counter(f"{r['stage']} / {r['label']}" for r in rows), out)
     _table("by hard x label", collections.Counter(f"hard={r['hard']} / {r['label']}" for r in rows), out)
     _table("by source", collections.Counter(r["source"] for r in rows), out)
+    _table("by author x split", collections.Counter(f"{r['author']} / {r['split']}" for r in rows), out)
+    families = collections.defaultdict(set)
+    for r in rows:
+        families[r["author"]].add(r["family"])
+    _table("families per author", collections.Counter({a: len(f) for a, f in families.items()}), out)
     _table("by tag x label", collections.Counter(f"{t} / {r['label']}" for r in rows for t in r["tactics"]), out)
     _table("by family (split, label)", collections.Counter(f"{r['family']} ({r['split']}, {r['label']})" for r in rows), out)
     lengths = sorted(len(words(r["text"])) for r in rows)
