@@ -42,13 +42,16 @@ class DataConfig:
     """Where the labelled data is and how its columns are named.
 
     Either ``path`` (one file with a ``split_column``) or ``train_file``/``validation_file``/
-    ``test_file``. Files are JSONL, CSV or Parquet. ``labels`` fixes the label order; when
+    ``test_file``. Files are JSONL, CSV or Parquet. With ``path``, rows whose split is
+    ``train`` train, ``validation`` picks the threshold and the best epoch, and each split in
+    ``test_splits`` is scored and reported (never trained on). ``labels`` fixes the label order; when
     omitted it is the sorted set of training labels. ``positive_label`` is the class whose
     probability is the score and whose F1 drives threshold selection (binary tasks).
     """
 
     path: str | None = None
     split_column: str = "split"
+    test_splits: list[str] = dataclasses.field(default_factory=lambda: ["test"])
     train_file: str | None = None
     validation_file: str | None = None
     test_file: str | None = None
@@ -66,6 +69,8 @@ class DataConfig:
     def __post_init__(self):
         if bool(self.path) == bool(self.train_file):
             raise ValueError("data: set either `path` (one file with a split column) or `train_file`, not both")
+        if {"train", "validation"} & set(self.test_splits):
+            raise ValueError("data: test_splits cannot include train or validation")
         if self.labels is not None and self.positive_label is not None and self.positive_label not in self.labels:
             raise ValueError(f"data: positive_label {self.positive_label!r} is not in labels {self.labels}")
 

@@ -27,12 +27,17 @@ def read_labelled_rows(path: str, cfg: DataConfig, needs_split: bool = False) ->
         raise DataError(str(err)) from None
 
 
+def split_names(cfg: DataConfig) -> tuple[str, ...]:
+    """``train``, ``validation`` and the test splits, in that order."""
+    return ("train", "validation", *(cfg.test_splits if cfg.path else ["test"]))
+
+
 def load_split_rows(cfg: DataConfig) -> dict[str, list[dict] | None]:
-    """``{"train": rows, "validation": rows | None, "test": rows | None}``, standardised and checked."""
+    """``{"train": rows, "validation": rows | None, "test": rows | None, ...}`` (one entry per
+    name in :func:`split_names`), standardised and checked."""
     if cfg.path:
         rows = read_labelled_rows(cfg.path, cfg, needs_split=True)
-        splits = {name: [r for r in rows if r.get(cfg.split_column) == name] or None
-                  for name in ("train", "validation", "test")}
+        splits = {name: [r for r in rows if r.get(cfg.split_column) == name] or None for name in split_names(cfg)}
         source = {name: f"{cfg.path} [{cfg.split_column}={name}]" for name in splits}
     else:
         files = {"train": cfg.train_file, "validation": cfg.validation_file, "test": cfg.test_file}

@@ -18,7 +18,7 @@ def render_model_card(recipe: Recipe, manifest: ModelManifest, metrics: dict, co
     data = recipe.data
     labels, base_model = manifest.labels, manifest.base_model
     data_desc = data.describe()
-    splits = [s for s in ("validation", "test") if s in metrics]
+    splits = [s for s, m in metrics.items() if s != "train" and isinstance(m, dict)]
     rows = []
     for key in _METRICS:
         if any(key in metrics[s] for s in splits):

@@ -111,7 +111,7 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
     # Without a validation split, binary tasks fall back to the fixed value or 0.5.
     if task.binary:
         task = task.with_threshold(recipe.threshold.value if recipe.threshold.rule == "fixed" else 0.5)
-    for name in ("validation", "test"):
+    for name in [n for n in splits if n != "train"]:  # validation first: it picks the threshold
         ds = splits[name]
         if ds is None or len(ds) == 0:
             continue
