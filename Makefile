@@ -27,10 +27,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 validate: $(STAMP)
-	$(PY) -m train.data validate data/corpus.jsonl
+	$(PY) -m train.corpus validate data/corpus.jsonl --targets
 
 audit: $(STAMP)
-	$(PY) -m train.audit --data data/corpus.jsonl
+	$(PY) -m train.corpus audit --data data/corpus.jsonl
 
 clean:
 	rm -rf runs .pytest_cache
