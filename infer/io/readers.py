@@ -32,6 +32,22 @@ class InputError(ValueError):
     """The input as a whole cannot be read (or, for :func:`read_table`, one of its rows)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """Which column holds what: the one column spec that scoring (``text``, ``id``), training
+    and evaluation (also ``label``, ``split``) read files with. ``None``: no such column."""
+
+    text: str = "text"
+    id: str | None = "id"
+    label: str | None = None
+    split: str | None = None
+
+    def roles(self, *names: str) -> dict[str, str]:
+        """``{column: role}`` for the named roles that have a column (for errors that say
+        "no label column 'grade'")."""
+        return {getattr(self, n): n for n in names if getattr(self, n)}
+
+
 @dataclasses.dataclass
 class Record:
     """One data row: its 1-based number (JSONL line, CSV record, Parquet row), its values, and
@@ -229,8 +245,9 @@ def _parquet_records(path, required, roles, columns):
 def read_rows(path: str | Path, text_column: str = "text", id_column: str | None = "id",
               fmt: str | None = None) -> Iterator[InputRow]:
     """Stream rows for scoring. Ids come from ``id_column`` when present, else the 1-based row number."""
-    records = iter_records(path, fmt, required=[text_column], roles={text_column: "text"},
-                           columns=[text_column] + ([id_column] if id_column else []))
+    spec = Columns(text=text_column, id=id_column)
+    records = iter_records(path, fmt, required=[spec.text], roles=spec.roles("text"),
+                           columns=[c for c in (spec.text, spec.id) if c])
 
     def rows():
         for rec in records:
@@ -252,9 +269,17 @@ def read_rows(path: str | Path, text_column: str = "text", id_column: str | None
 # -- tables: every row as a dict, strictly --------------------------------------------------
 
 def read_table(path: str | Path, fmt: str | None = None, required: Iterable[str] = (),
-               roles: dict[str, str] | None = None) -> list[dict]:
+               roles: dict[str, str] | None = None, columns: Columns | None = None,
+               require: Iterable[str] = ()) -> list[dict]:
     """Every data row of ``path`` as a dict (blank lines skipped). Labelled data sets fit in
-    memory; a row that cannot be read is an :class:`InputError` naming the file and the row."""
+    memory; a row that cannot be read is an :class:`InputError` naming the file and the row.
+
+    Required columns: ``required`` by name, and/or ``require`` by role in ``columns``
+    (``require=("text", "label")`` with ``Columns(text="body", label="grade")``).
+    """
+    if columns is not None and require:
+        by_role = columns.roles(*require)
+        required, roles = [*required, *by_role], {**(roles or {}), **by_role}
     out = []
     for rec in iter_records(path, fmt, required=required, roles=roles):
         if rec.error == "empty_line":

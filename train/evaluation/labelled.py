@@ -18,7 +18,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from infer.io import InputError, read_table
+from infer.io import Columns, InputError, read_table
 
 from ..recipes.data import DataError
 
@@ -53,6 +53,12 @@ class DataSpec:
             raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
         if self.label_map is not None:
             self.label_map = {label_key(k): str(v) for k, v in self.label_map.items()}
+
+    @property
+    def columns(self) -> Columns:
+        """The one column spec; a conversation's text comes from ``messages_column``."""
+        text = self.text_column if self.format == "flat" else self.messages_column
+        return Columns(text=text, id=self.id_column, label=self.label_column, split=self.split_column)
 
     def describe(self) -> str:
         if self.format == "flat":
@@ -96,10 +102,10 @@ def label_key(value) -> str:
     return str(value)
 
 
-def read_records(path: str | Path, required=()) -> list[dict]:
+def read_records(path: str | Path, columns: Columns, require=("text", "label")) -> list[dict]:
     """All rows of a JSONL, CSV or Parquet file as dicts (evaluation sets fit in memory)."""
     try:
-        return read_table(path, required=required)
+        return read_table(path, columns=columns, require=require)
     except InputError as err:
         raise DataError(str(err)) from None
 
@@ -117,8 +123,7 @@ def flatten_conversation(messages, roles, role_field: str = "role", text_field: 
 
 def load_labelled(spec: DataSpec) -> LabelledRows:
     """Read ``spec.path``; every row must have a non-empty text and a (mapped) label."""
-    needed = [spec.label_column, spec.text_column if spec.format == "flat" else spec.messages_column]
-    records = read_records(spec.path, required=needed)
+    records = read_records(spec.path, spec.columns)
     ids, texts, labels, bad_text, bad_label = [], [], [], [], []
     for number, rec in enumerate(records, 1):
         row_id = label_key(rec[spec.id_column]) if spec.id_column and rec.get(spec.id_column) is not None else str(number)

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from infer.io import Columns
 from infer.text import TextSettings
 
 
@@ -61,6 +62,10 @@ class DataConfig:
     labels: list[str] | None = None
     positive_label: str | None = "grooming"
     max_train_samples: int | None = None
+
+    @property
+    def columns(self) -> Columns:
+        return Columns(text=self.text_column, id=self.id_column, label=self.label_column, split=self.split_column)
 
     def describe(self) -> str:
         """The data files, as a reader would name them."""

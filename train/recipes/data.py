@@ -19,10 +19,8 @@ class DataError(InputError):
 
 
 def read_labelled_rows(path: str, cfg: DataConfig, needs_split: bool = False) -> list[dict]:
-    required = [cfg.text_column, cfg.label_column] + ([cfg.split_column] if needs_split else [])
-    roles = {cfg.text_column: "text", cfg.label_column: "label", cfg.split_column: "split"}
     try:
-        return read_table(path, required=required, roles=roles)
+        return read_table(path, columns=cfg.columns, require=("text", "label", *(["split"] if needs_split else [])))
     except InputError as err:
         raise DataError(str(err)) from None
 
