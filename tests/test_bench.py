@@ -22,9 +22,10 @@ def corpus(tmp_path):
 
 def test_smoke_run_prints_the_table_with_agreement(tiny_model, corpus, tmp_path, capsys):
     report_file = tmp_path / "bench.json"
-    assert main(["--model", str(tiny_model), "--data", str(corpus), "--rows", "24", "--rounds", "3",
-                 "--modes", "fp32,bf16", "--warmup-rows", "4", "--memory-rows", "10,40", "--profile", "bf16",
-                 "--json", str(report_file)]) == 0
+    # On CPU: the bf16 attention core, oneDNN prepacking and the profile's operators are CPU paths.
+    assert main(["--model", str(tiny_model), "--data", str(corpus), "--device", "cpu", "--rows", "24",
+                 "--rounds", "3", "--modes", "fp32,bf16", "--warmup-rows", "4", "--memory-rows", "10,40",
+                 "--profile", "bf16", "--json", str(report_file)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| scorer |"))
@@ -78,8 +79,8 @@ def test_label_agreement_uses_the_saved_threshold():
 
 def test_profile_modes_must_be_benchmarked(tiny_model, corpus):
     with pytest.raises(ValueError, match="--profile int8-dynamic"):
-        main(["--model", str(tiny_model), "--data", str(corpus), "--rows", "4", "--rounds", "1",
-              "--modes", "fp32", "--profile", "int8-dynamic"])
+        main(["--model", str(tiny_model), "--data", str(corpus), "--device", "cpu", "--rows", "4",
+              "--rounds", "1", "--modes", "fp32", "--profile", "int8-dynamic"])
 
 
 def test_modes_are_validated():

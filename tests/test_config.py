@@ -1,8 +1,10 @@
+import importlib.util
 import pathlib
 
 import pytest
 import yaml
 
+from train.benchmarks.quality import load_bench_config
 from train.recipes.config import apply_overrides, load_recipe, recipe_from_dict
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -13,14 +15,34 @@ def test_there_are_configs():
     assert any(p.name == "default.yaml" for p in CONFIGS)
 
 
+def test_there_is_a_benchmark_config():
+    assert any("systems" in yaml.safe_load(p.read_text()) for p in CONFIGS)
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_parses_and_starts_with_its_command(path):
     first = path.read_text().splitlines()[0]
     assert first.startswith("# python -m train"), f"{path.name} must start with the command that runs it"
     assert f"--config configs/{path.name}" in first
+    # The command names a module that `python -m` can run.
+    module = first.split()[3]
+    spec = importlib.util.find_spec(module)
+    assert spec is not None, f"{path.name}: no module {module}"
+    if spec.submodule_search_locations is not None:
+        assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{path.name}: {module} has no __main__"
     raw = yaml.safe_load(path.read_text())
     if "systems" in raw:  # benchmark configs are parsed by the benchmark's own loader
+        assert module == "train.benchmarks"
+        config = load_bench_config(path)
+        assert config.datasets and config.systems
+        for dataset in [*config.datasets, config.shipped_corpus]:
+            if not dataset.data.path.startswith(".."):  # files outside the repository are not shipped with it
+                assert (ROOT / dataset.data.path).is_file(), dataset.data.path
+        for system in config.systems:
+            if system.recipe:
+                load_recipe(ROOT / system.recipe, system.overrides)
         return
+    assert module == "train"
     recipe = load_recipe(path)
     from transformers import TrainingArguments
 

@@ -129,11 +129,8 @@ def test_control_characters_and_deep_nesting(clf, tmp_path):
                                                                ("ctl", "empty_text")]
 
 
-def test_a_directory_or_headerless_csv_is_a_whole_input_error(tmp_path):
-    folder = tmp_path / "dir.jsonl"
-    folder.mkdir()
-    with pytest.raises(InputError, match="a directory, not a file"):
-        read_rows(folder)
+def test_a_headerless_csv_is_a_whole_input_error_that_does_not_repeat_the_text(tmp_path):
+    # Other whole-input errors (a missing file, a directory, a missing column ...): test_reliability.py.
     headerless = tmp_path / "nohead.csv"
     message = "Dear Anna, let us keep this between us and continue on Signal tomorrow"
     headerless.write_text(f'1,"{message}"\n')

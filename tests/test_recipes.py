@@ -149,3 +149,25 @@ def test_resume_skips_a_half_written_checkpoint(tmp_path):
             (folder / "trainer_state.json").write_text(state)
     assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-3")
     assert last_checkpoint(tmp_path / "none") is None
+
+
+def test_a_recipe_pinned_to_the_cpu_scores_on_the_cpu_too(tiny_base, tiny_data_files, tmp_path, monkeypatch):
+    """``training.use_cpu``: validation and test are scored on the CPU as well, even where CUDA
+    is available (where `auto` would pick the GPU)."""
+    import torch
+
+    import train.recipes.run as run_module
+    from infer.device import select_device
+
+    load = run_module.Classifier.from_pretrained
+    devices = []
+
+    def spy(path, device=None, *args, **kwargs):
+        with monkeypatch.context() as patched:
+            patched.setattr(torch.cuda, "is_available", lambda: True)
+            devices.append(select_device(device).type)  # what this machine would pick if it had a GPU
+        return load(path, device, *args, **kwargs)
+
+    monkeypatch.setattr(run_module.Classifier, "from_pretrained", spy)
+    train(recipe_from_dict(tiny_recipe(tiny_base, tiny_data_files, num_train_epochs=1)), tmp_path)
+    assert devices == ["cpu"]

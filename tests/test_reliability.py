@@ -8,6 +8,7 @@ uninterrupted run.
 import copy
 import dataclasses
 import json
+import logging
 import os
 import pathlib
 import random
@@ -24,9 +25,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import make_rows, write_jsonl
-from infer import Classifier
+from infer import Classifier, ModelFolderError
 from infer.cli import main as score_main
-from infer.io import read_rows
+from infer.io import InputError, read_rows
 from infer.score import score_file, score_rows
 from infer.text import normalize_text
 from train.evaluation.robustness import PERTURBATIONS, perturb
@@ -105,24 +106,49 @@ def test_sigkill_and_resume_give_the_uninterrupted_output(tiny_model, tmp_path, 
     assert "resumed=" in done.stderr.splitlines()[-1]
 
 
-def test_message_text_never_reaches_logs_or_errors(tiny_model, tmp_path):
+def test_bad_rows_get_a_status_and_their_text_reaches_no_output_log_or_error(tiny_model, tmp_path, capfd,
+                                                                             caplog, recwarn):
+    """Every kind of bad row gets its status code and an error naming its row number, the job goes
+    on, and message text appears nowhere but in the input: not in the output, the logs (captured
+    at DEBUG, every logger), warnings, or anything written to stdout or stderr."""
     marker = "ZQXJV-SECRET-MARKER"
     src = tmp_path / "in.jsonl"
-    with open(src, "w") as fh:
-        fh.write(json.dumps({"id": "a", "text": f"hello {marker} there"}) + "\n")
-        fh.write(f'{{"id": "b", "text": "{marker} torn\n')
-        fh.write(json.dumps({"id": "c", "text": [marker]}) + "\n")
-        fh.write(json.dumps({"id": "d", "text": {"body": marker}}) + "\n")
-        fh.write(json.dumps({"id": "e", "text": f"{marker} " * 20000}) + "\n")
-        fh.write(json.dumps({"id": "f", "body": marker}) + "\n")
+    with open(src, "wb") as fh:
+        fh.write(json.dumps({"id": "a", "text": f"hello {marker} there"}).encode() + b"\n")
+        fh.write(b'{"id": "b", "text": ""}\n')
+        fh.write(b'{"id": "c", "text": null}\n')
+        fh.write(b'{"id": "d", "text": 42}\n')
+        fh.write(f'{{"id": "e", "text": "{marker} torn\n'.encode())
+        fh.write(f'{{"id": "f", "text": "caf\xe9 latin-1 {marker}"}}\n'.encode("latin-1"))
+        fh.write(b'{"id": "g", "text": "\\u200b \\u200d"}\n')
+        fh.write(json.dumps({"id": "h", "text": [marker]}).encode() + b"\n")
+        fh.write(json.dumps({"id": "i", "text": {"body": marker}}).encode() + b"\n")
+        fh.write(json.dumps({"id": "j", "text": f"{marker} " * 20000}).encode() + b"\n")
+        fh.write(json.dumps({"id": "k", "body": marker}).encode() + b"\n")
+        fh.write(b"\n")
+        fh.write(json.dumps({"id": "l", "text": "another normal message"}).encode() + b"\n")
     out = tmp_path / "out.jsonl"
-    res = subprocess.run([sys.executable, "-m", "infer", "--model", str(tiny_model), "--input", str(src),
-                          "--output", str(out)], cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert marker not in res.stderr and marker not in res.stdout
-    assert marker not in out.read_text()
-    assert [r["status"] for r in map(json.loads, out.read_text().splitlines())] == [
-        "ok", "malformed_json", "not_a_string", "not_a_string", "ok", "missing_text"]
+    caplog.set_level(logging.DEBUG)
+    assert score_main(["--model", str(tiny_model), "--input", str(src), "--output", str(out), "--no-progress"]) == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["status"] for r in got] == ["ok", "empty_text", "null_text", "not_a_string", "malformed_json",
+                                          "invalid_utf8", "empty_text", "not_a_string", "not_a_string", "ok",
+                                          "missing_text", "empty_line", "ok"]
+    # Ids pass through; a row that could not be parsed is named by its row number.
+    assert [r["id"] for r in got] == ["a", "b", "c", "d", 5, 6, "g", "h", "i", "j", "k", 12, "l"]
+    for number, r in enumerate(got, 1):
+        if r["status"] == "ok":
+            assert r["label"] is not None and r["error"] is None
+        else:
+            assert r["label"] is None and r["score"] is None and r["probs"] is None
+            assert r["error"].startswith(f"row {number}: ")
+    stdout, stderr = capfd.readouterr()
+    assert ("wrote " + str(out) + ": empty_line=1, empty_text=2, invalid_utf8=1, malformed_json=1, missing_text=1, "
+            "not_a_string=3, null_text=1, ok=3") in stderr
+    assert "torn" not in out.read_text() and "latin-1" not in out.read_text()
+    for where in (out.read_text(), stdout, stderr, caplog.text, *(str(w.message) for w in recwarn)):
+        assert marker not in where
+    assert any(r.name.startswith("infer") for r in caplog.records)  # the logs were captured
 
 
 def _copy_model(tiny_model, tmp_path, name="m"):
@@ -139,6 +165,11 @@ def _edit_json(path, **changes):
 
 def _write(path, text):
     path.write_text(text)
+    return path
+
+
+def _mkdir(path):
+    path.mkdir()
     return path
 
 
@@ -166,6 +197,9 @@ WHOLE_INPUT_ERRORS = {
     "config labels vs weights": (lambda m, d: _edit_json(m / "config.json", id2label={"0": "a", "1": "b", "2": "c"},
                                                          label2id={"a": 0, "b": 1, "c": 2}),
                                  "shapes do not match config.json"),
+    "input is a directory": (lambda m, d: _mkdir(d / "in.jsonl"), "{input}: a directory, not a file"),
+    "pipeline file not JSON": (lambda m, d: (m / "outreach_guard.json").write_text("{not json"),
+                               "outreach_guard.json: malformed"),
 }
 
 
@@ -176,10 +210,21 @@ def test_whole_input_errors_stop_with_one_clear_line(tiny_model, tmp_path, capsy
     breaker, expected = WHOLE_INPUT_ERRORS[case]
     broken_input = breaker(model, tmp_path)
     src = broken_input if isinstance(broken_input, pathlib.Path) else good_input
+    # The library raises it as soon as it is called: read_rows before any row is read, and
+    # from_pretrained before anything is scored ...
+    if src is broken_input:
+        with pytest.raises(InputError) as raised:
+            read_rows(src)
+    else:
+        with pytest.raises(ModelFolderError) as raised:
+            Classifier.from_pretrained(model)
+    message = str(raised.value)
+    assert expected.format(input=src) in message
+    # ... and the command line says exactly that, on one line, with exit status 2.
     out = tmp_path / "out.jsonl"
     assert score_main(["--model", str(model), "--input", str(src), "--output", str(out), "--no-progress"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and expected.format(input=src) in errors[0]
+    assert errors == ["error: " + " ".join(message.split("\n"))]
     assert not out.exists()  # nothing was scored
 
 
@@ -310,7 +355,7 @@ def test_long_text_policy_can_be_chosen_when_scoring(tiny_model, tmp_path):
     for policy in ("truncate", "sliding_window"):
         out = tmp_path / f"{policy}.jsonl"
         assert score_main(["--model", str(tiny_model), "--input", str(src), "--output", str(out), "--no-progress",
-                           "--precision", "fp32", "--long-text", policy]) == 0
+                           "--device", "cpu", "--precision", "fp32", "--long-text", policy]) == 0
         scores[policy] = json.loads(out.read_text())["score"]
     # Truncation sees the first window only; sliding windows report the most suspicious one.
     assert scores["truncate"] == pytest.approx(per_window[0], rel=1e-6)

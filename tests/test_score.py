@@ -1,7 +1,5 @@
 import csv
 import json
-import subprocess
-import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -9,7 +7,7 @@ import pytest
 
 from conftest import make_rows, write_jsonl
 from infer import Classifier
-from infer.io import InputError, read_rows
+from infer.io import InputError
 from infer.score import score_file
 
 
@@ -68,88 +66,6 @@ def test_ids_are_generated_when_absent_and_columns_configurable(clf, tmp_path):
     out = tmp_path / "out.jsonl"
     score_file(clf, src, out, text_column="body", id_column="msg_id", progress=False)
     assert [r["id"] for r in read_output(out)] == [1, 2, 3, 4, 5]
-
-
-def test_bad_rows_get_error_records_and_do_not_stop_the_job(clf, tmp_path):
-    src = tmp_path / "in.jsonl"
-    with open(src, "wb") as fh:
-        fh.write(b'{"id": "a", "text": "a normal message"}\n')
-        fh.write(b'{"id": "b", "text": ""}\n')
-        fh.write(b'{"id": "c", "text": null}\n')
-        fh.write(b'{"id": "d", "text": 42}\n')
-        fh.write(b'{"id": "e", "text": "broken\n')
-        fh.write(b'{"id": "f", "text": "caf\xe9 latin-1"}\n')
-        fh.write(b'{"id": "g", "text": "\\u200b \\u200d"}\n')
-        fh.write(b'{"id": "h", "text": "another normal message"}\n')
-    out = tmp_path / "out.jsonl"
-    counts = score_file(clf, src, out, progress=False)
-    got = read_output(out)
-    assert [r["status"] for r in got] == ["ok", "empty_text", "null_text", "not_a_string", "malformed_json",
-                                          "invalid_utf8", "empty_text", "ok"]
-    assert [r["id"] for r in got] == ["a", "b", "c", "d", 5, 6, "g", "h"]
-    assert all(r["label"] is None and r["score"] is None for r in got[1:-1])
-    assert counts["ok"] == 2 and sum(counts.values()) == 8
-    assert "broken" not in json.dumps(got)  # message text never appears in errors
-
-
-def test_whole_input_errors_are_raised_before_scoring(tmp_path):
-    with pytest.raises(InputError, match="no such file"):
-        read_rows(tmp_path / "missing.jsonl")
-    (tmp_path / "x.txt").write_text("hi")
-    with pytest.raises(InputError, match="unknown format"):
-        read_rows(tmp_path / "x.txt")
-    write_jsonl(tmp_path / "cols.jsonl", [{"id": 1, "body": "hi"}])
-    with pytest.raises(InputError, match=r"no text column 'text'; columns present: \['body', 'id'\]"):
-        read_rows(tmp_path / "cols.jsonl")
-    _write_csv(tmp_path / "cols.csv", [{"id": 1, "body": "x"}], fields=("id", "body"))
-    with pytest.raises(InputError, match="columns present"):
-        read_rows(tmp_path / "cols.csv")
-
-
-def test_cli_scores_without_training_packages(tiny_model, tmp_path):
-    """Scoring must work where datasets, accelerate and evaluate are not installed.
-
-    They are blocked the way a missing package looks to Python (``sys.modules[name] = None``
-    makes ``find_spec`` return None and ``import`` fail). transformers >= 5 imports accelerate
-    by itself when it *is* installed, so blocking is the only faithful check of ``infer``.
-    """
-    src = write_jsonl(tmp_path / "in.jsonl", make_rows(12, seed=3))
-    out = tmp_path / "out.csv"
-    code = (
-        "import sys\n"
-        "for name in ('datasets', 'accelerate', 'evaluate', 'train', 'sklearn'):\n"
-        "    sys.modules[name] = None\n"
-        "from infer.cli import main\n"
-        "sys.exit(main(['--model', sys.argv[1], '--input', sys.argv[2], '--output', sys.argv[3], '--no-progress']))\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code, str(tiny_model), str(src), str(out)],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert "ok=12" in res.stderr
-    assert len(read_output(out)) == 12
-
-
-def test_infer_never_imports_training_packages():
-    import ast
-    import pathlib
-
-    banned = {"datasets", "accelerate", "evaluate", "train", "sklearn"}
-    for path in (pathlib.Path(__file__).parents[1] / "infer").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module or ""]
-            assert not {n.split(".")[0] for n in names} & banned, f"{path} imports {names}"
-
-
-def test_cli_reports_whole_input_errors_in_one_line(tiny_model, tmp_path):
-    res = subprocess.run([sys.executable, "-m", "infer", "--model", str(tiny_model), "--input",
-                          str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o.jsonl")],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 2
-    assert res.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nope.jsonl'}: no such file"
 
 
 def test_resume_skips_written_rows_and_drops_a_torn_line(clf, tmp_path):

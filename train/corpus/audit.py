@@ -36,13 +36,20 @@ def run_audit(rows: list[dict], positive: str = "grooming", top: int = 30, seed:
             continue
         scores = model.predict_proba([r["text"] for r in held])[:, 1]
         y = np.array([r["label"] == positive for r in held], dtype=int)
-        hard_negative = np.array([bool(r.get("hard")) for r in held]) & (y == 0)
+        hard_negative = np.array([_flag(r.get("hard")) for r in held]) & (y == 0)
         result["splits"][split] = {
             "rows": len(held),
             "metrics": binary_metrics(y, scores, 0.5),
             "hard_negative_fpr": float((scores[hard_negative] >= 0.5).mean()) if hard_negative.any() else None,
         }
     return result
+
+
+def _flag(value) -> bool:
+    """A yes/no cell: JSON true/false, or the text a CSV cell holds ("True", "false", "1", "0")."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 def render(result: dict, positive: str, command: str) -> str:

@@ -102,9 +102,9 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
     manifest.save(staging)
 
     # Score validation and test with the runtime, which keeps input order (the Trainer's
-    # predict() does not under group_by_length sampling).
-    clf = Classifier.from_pretrained(staging, device=None, precision="fp32",
-                                     trust_remote_code=recipe.model.trust_remote_code)
+    # predict() does not under group_by_length sampling), on the CPU when the recipe says so.
+    clf = Classifier.from_pretrained(staging, device="cpu" if recipe.training.get("use_cpu") else None,
+                                     precision="fp32", trust_remote_code=recipe.model.trust_remote_code)
     metrics = {"train": {"rows": len(train_ds), "runtime_s": round(fitted.seconds, 1),
                          "examples_per_s": fitted.examples_per_s, "epochs": fitted.epochs, "loss": fitted.loss,
                          "class_weights": fitted.class_weights, "bf16": fitted.bf16}}
