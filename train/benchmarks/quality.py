@@ -45,7 +45,7 @@ from ..evaluation.labelled import DataSpec, LabelledRows, load_labelled  # noqa:
 from ..evaluation.report import fmt, fmt_ci  # noqa: E402
 from ..evaluation.threshold import select_threshold  # noqa: E402
 
-logger = logging.getLogger("train.bench")
+logger = logging.getLogger("train.benchmarks")
 
 SYSTEM_KINDS = ("keyword_rules", "tfidf_logreg", "embedding_logreg", "finetuned")
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataSpec)}

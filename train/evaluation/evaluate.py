@@ -34,7 +34,7 @@ from .metrics import (auroc, average_precision, binary_metrics, bootstrap_ci, co
                       top_label_ece)
 from .threshold import select_threshold  # noqa: E402
 
-logger = logging.getLogger("train.evaluate")
+logger = logging.getLogger("train.evaluation")
 
 CI_LEVEL = 0.95
 TOP_ERRORS = 10

@@ -39,7 +39,7 @@ from ..recipes.data import DataError  # noqa: E402
 from .labelled import DataSpec, load_labelled  # noqa: E402
 from .metrics import classification_metrics  # noqa: E402
 
-logger = logging.getLogger("train.robustness")
+logger = logging.getLogger("train.evaluation.robustness")
 
 ZERO_WIDTH = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff")
 # Look-alikes from Unicode's confusables list, Cyrillic and Greek, as used in evasion.
