@@ -66,13 +66,15 @@ def test_validator_catches_each_kind_of_violation(tmp_path):
     assert "(id 'x11'): author must be a non-empty id" in text
 
 
-def test_validator_exit_codes(tmp_path):
+def test_validator_exit_codes(tmp_path, capsys):
+    from train.corpus.validate import main
+
     good = _write(tmp_path / "good.jsonl", [_row(1, "A perfectly ordinary note about a job."),
                                             _row(2, "Another unrelated message about a conference.", family="f2")])
     bad = _write(tmp_path / "bad.jsonl", [_row(1, "x y z", label="other")])
-    run = lambda p, *a: subprocess.run([sys.executable, "-m", "train.corpus", "validate", str(p), *a],  # noqa: E731
-                                       capture_output=True, text=True, cwd=ROOT)
-    assert run(good).returncode == 0
-    assert run(bad).returncode == 1
-    assert run(good, "--targets").returncode == 1  # two rows miss every composition target
-    assert run(tmp_path / "missing.jsonl").returncode == 2  # the file itself cannot be read
+    # In-process: the console script's own subprocess test is in tests/test_cli.py.
+    assert main([str(good)]) == 0
+    assert main([str(bad)]) == 1
+    assert main([str(good), "--targets"]) == 1  # two rows miss every composition target
+    assert main([str(tmp_path / "missing.jsonl")]) == 2  # the file itself cannot be read
+    assert "error: " in capsys.readouterr().err
