@@ -1,8 +1,15 @@
 """Training recipes: a YAML recipe (``config``), the training methods (``full``; one module
-each), the data they read (``data``) and :func:`train`, the API below the command line."""
+each), the data they read (``data``) and :func:`train`, the API below the command line.
+Names are imported on first use, so ``python -m train --help`` answers without loading torch."""
 
-from .config import Recipe, load_recipe, recipe_from_dict
-from .data import DataError
-from .run import TrainingRun, train
+import importlib
 
-__all__ = ["DataError", "Recipe", "TrainingRun", "load_recipe", "recipe_from_dict", "train"]
+_EXPORTS = {"DataError": "data", "Recipe": "config", "load_recipe": "config", "recipe_from_dict": "config",
+            "TrainingRun": "run", "train": "run"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
