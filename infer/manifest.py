@@ -56,6 +56,13 @@ class TaskSpec:
                 raise ValueError(f"threshold {self.threshold} is outside [0, 1]")
             object.__setattr__(self, "threshold", float(self.threshold))
 
+    @classmethod
+    def for_labels(cls, labels, positive_label: str | None) -> "TaskSpec":
+        """The task of a model trained on ``labels``: ``positive_label`` counts only for
+        two-label tasks (more labels decide by argmax)."""
+        labels = tuple(labels)
+        return cls(labels, positive_label if len(labels) == 2 else None)
+
     @property
     def binary(self) -> bool:
         return self.positive_label is not None and len(self.labels) == 2

@@ -9,7 +9,7 @@ Training rule: a system that must be trained is trained only on the dataset's ow
 split (``train_split``), or, where the dataset has none, on the shipped corpus's training
 split; thresholds are chosen on the matching validation split (0.5 without one). The table's
 "trained on" column says which. Loaded model folders were trained elsewhere; the table names
-the data their ``training_config.yaml`` records.
+the data their manifest's provenance records.
 
 System kinds: ``keyword_rules``, ``tfidf_logreg``, ``embedding_logreg`` (frozen sentence
 embeddings; ``model`` defaults to the packaged all-MiniLM-L6-v2), ``finetuned`` (``model: DIR``
@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from infer.io import InputError  # noqa: E402
-from infer.manifest import ModelFolderError, ModelManifest, TaskSpec  # noqa: E402
+from infer.manifest import ModelFolderError, TaskSpec  # noqa: E402
 
 from ..evaluation.evaluate import evaluate_predictions, headline, write_evaluation  # noqa: E402
 from ..evaluation.labelled import DataSpec, LabelledRows, load_labelled  # noqa: E402
@@ -192,8 +192,7 @@ class Bench:
     def task_for(self, source: TrainingSource) -> TaskSpec:
         """The task systems trained on ``source`` learn (no threshold yet)."""
         labels = list(self.config.labels) if self.config.labels else sorted(set(source.train.labels))
-        positive = self.config.positive_label if len(labels) == 2 else None
-        return TaskSpec(tuple(labels), positive)
+        return TaskSpec.for_labels(labels, self.config.positive_label)
 
     def scorer(self, system: SystemConfig, dataset: DatasetConfig) -> Scorer:
         if system.kind == "finetuned" and system.model:

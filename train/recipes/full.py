@@ -1,7 +1,7 @@
 """Full fine-tuning: every weight of an ``AutoModelForSequenceClassification`` model is trained.
 
 A training method is a module with ``load_model(recipe, labels)`` and
-``fit(recipe, model, tokenizer, train_ds, eval_ds, labels, run_dir, resume)``;
+``fit(recipe, model, tokenizer, train_ds, eval_ds, task, run_dir, resume)``;
 :func:`train.recipes.train` picks one by the recipe's ``method`` and does the rest (data,
 threshold, scoring, the model folder).
 """
@@ -106,7 +106,7 @@ def training_arguments(recipe: Recipe, run_dir: Path, has_eval: bool):
     return TrainingArguments(**training)
 
 
-def fit(recipe: Recipe, model, tokenizer, train_ds, eval_ds, labels: list[str], run_dir: Path,
+def fit(recipe: Recipe, model, tokenizer, train_ds, eval_ds, task, run_dir: Path,
         resume: bool = False) -> FitResult:
     """Train with the transformers ``Trainer``: class-weighted loss when the classes are
     imbalanced, early stopping on the validation split, the best checkpoint kept."""
@@ -115,9 +115,7 @@ def fit(recipe: Recipe, model, tokenizer, train_ds, eval_ds, labels: list[str], 
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
     from ..evaluation.metrics import classification_metrics
-    from infer.manifest import TaskSpec
 
-    task = TaskSpec(tuple(labels), recipe.data.positive_label if len(labels) == 2 else None)
     targs = training_arguments(recipe, run_dir, eval_ds is not None)
 
     def compute_metrics(pred):
@@ -127,7 +125,7 @@ def fit(recipe: Recipe, model, tokenizer, train_ds, eval_ds, labels: list[str], 
         m = classification_metrics(pred.label_ids, probs, task)
         return {k: v for k, v in m.items() if isinstance(v, (int, float)) and v is not None}
 
-    weights = class_weights(recipe, train_ds["labels"], len(labels))
+    weights = class_weights(recipe, train_ds["labels"], len(task.labels))
     logger.info("class weights: %s", weights or "none (balanced enough)")
     callbacks = []
     if eval_ds is not None and recipe.early_stopping_patience and targs.load_best_model_at_end:

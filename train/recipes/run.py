@@ -79,7 +79,7 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
     splits = load_splits(recipe.data, rows)
     labels = resolve_labels(recipe.data, splits["train"]["label"])
     label_ids = {lab: i for i, lab in enumerate(labels)}
-    task = TaskSpec(tuple(labels), recipe.data.positive_label if len(labels) == 2 else None)
+    task = TaskSpec.for_labels(labels, recipe.data.positive_label)
     for name, ds in splits.items():
         if ds is not None:
             logger.info("%s: %d rows %s", name, len(ds), label_counts(ds["label"]))
@@ -87,7 +87,7 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
     tokenizer, model = method.load_model(recipe, labels)
     train_ds = tokenized(splits["train"], tokenizer, recipe, label_ids)
     eval_ds = tokenized(splits["validation"], tokenizer, recipe, label_ids) if splits["validation"] else None
-    fitted = method.fit(recipe, model, tokenizer, train_ds, eval_ds, labels, run_dir, resume)
+    fitted = method.fit(recipe, model, tokenizer, train_ds, eval_ds, task, run_dir, resume)
 
     staging = run_dir / f".model.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
