@@ -24,7 +24,7 @@ def test_smoke_run_prints_the_table_with_agreement(tiny_model, corpus, tmp_path,
     report_file = tmp_path / "bench.json"
     # On CPU: the bf16 attention core, oneDNN prepacking and the profile's operators are CPU paths.
     assert main(["--model", str(tiny_model), "--data", str(corpus), "--device", "cpu", "--rows", "24",
-                 "--rounds", "3", "--modes", "fp32,bf16", "--warmup-rows", "4", "--memory-rows", "10,40",
+                 "--rounds", "3", "--modes", "fp32,bf16", "--warmup-rows", "4", "--memory-rows", "10,40", "--peak-size", "256",
                  "--profile", "bf16", "--json", str(report_file)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()

@@ -16,7 +16,8 @@ def test_minilm_train_reload_score(tmp_path):
     train = subprocess.run(
         [sys.executable, "-m", "train", "--config", "configs/default.yaml", "--output-dir", str(run_dir),
          "data.max_train_samples=96", "text.max_length=64", "training.num_train_epochs=1",
-         "training.per_device_train_batch_size=16", "training.disable_tqdm=true", "training.use_cpu=true"],
+         "training.per_device_train_batch_size=16", "training.disable_tqdm=true", "training.use_cpu=true",
+         "data.test_splits=[test]"],
         capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert train.returncode == 0, train.stderr[-3000:]
     model = run_dir / "model"

@@ -78,7 +78,7 @@ def _kill_mid_run(command, out, rng) -> bool:
     return proc.returncode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("ext, kills", [("jsonl", 3), ("csv", 2)])
+@pytest.mark.parametrize("ext, kills", [("jsonl", 2), ("csv", 1)])
 def test_sigkill_and_resume_give_the_uninterrupted_output(tiny_model, tmp_path, ext, kills):
     src = _kill_test_input(tmp_path / "in.jsonl")
     reference = tmp_path / f"reference.{ext}"
