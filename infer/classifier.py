@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -13,8 +14,10 @@ import numpy as np
 import torch
 
 from .batching import batch_width, length_sorted_batches
+from .blend import TfidfLogRegScorer, apply_temperature, blend_probs
 from .device import resolve_precision, select_device, torch_dtype
 from .fastpath import FastPathReport, optimize_for_inference
+from .heads import MeanPoolingClassifier
 from .manifest import MANIFEST_FILE, ModelFolderError, ModelManifest, TaskSpec
 from .text import tokenize
 
@@ -66,8 +69,11 @@ class Classifier:
     def __init__(self, model, tokenizer, manifest: ModelManifest, device: torch.device, precision: str = "fp32",
                  max_tokens: int | None = None, max_batch_size: int | None = None, pad_multiple: int = 8,
                  encode_block_size: int | None = None, compile_model: bool = False,
-                 fast_path: FastPathReport | None = None):
+                 fast_path: FastPathReport | None = None, blend: TfidfLogRegScorer | None = None):
+        if manifest.blend is not None and blend is None:
+            raise ValueError("the manifest blends in a second model: pass it as blend= (from_pretrained loads it)")
         self.model = model
+        self.blend = blend
         self.tokenizer = tokenizer
         self.manifest = manifest
         self.device = torch.device(device)
@@ -152,10 +158,15 @@ class Classifier:
         except Exception as err:  # noqa: BLE001 - transformers raises many types here
             raise ModelFolderError(f"{folder}: cannot load tokenizer (tokenizer*.json files): {err}") from None
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                folder, use_safetensors=not allow_pickle or None, trust_remote_code=trust_remote_code,
-                dtype=torch_dtype(precision),
-            )
+            if manifest.pooling == "mean":
+                model = MeanPoolingClassifier.from_pretrained(folder, dtype=torch_dtype(precision),
+                                                              use_safetensors=not allow_pickle or None,
+                                                              trust_remote_code=trust_remote_code)
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    folder, use_safetensors=not allow_pickle or None, trust_remote_code=trust_remote_code,
+                    dtype=torch_dtype(precision),
+                )
         except Exception as err:  # noqa: BLE001
             if "mismatched_sizes" in str(err):  # transformers points at a multi-line report instead
                 err = "their shapes do not match config.json (is num_labels / id2label right?)"
@@ -166,6 +177,13 @@ class Classifier:
                 f"{folder}: label map {manifest.labels} in {MANIFEST_FILE} does not match the model's "
                 f"{model.config.num_labels} outputs {id2label}"
             )
+        blend = None
+        if manifest.blend is not None:
+            try:
+                blend = TfidfLogRegScorer.load(folder / manifest.blend["file"])
+            except (OSError, ValueError, KeyError) as err:
+                raise ModelFolderError(f"{folder}: cannot load the blended model {manifest.blend['file']}: {err}") \
+                    from None
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -176,7 +194,7 @@ class Classifier:
                                                    prepack_weights=prepack_weights, compile_model=compile_model,
                                                    copy=False)  # the model was loaded here: ours to rewrite
         classifier = cls(model, tokenizer, manifest, dev, precision, compile_model=compile_model, fast_path=report,
-                         **kwargs)
+                         blend=blend, **kwargs)
         logger.info("loaded %s on %s (%s; %s)", folder, dev, precision, classifier.fast_path.describe())
         return classifier
 
@@ -243,7 +261,32 @@ class Classifier:
         return out
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities, shape ``(len(texts), len(labels))``, rows in input order."""
+        """Class probabilities, shape ``(len(texts), len(labels))``, rows in input order: the
+        network's (:meth:`model_proba`) at the manifest's temperature, averaged with the blended
+        model's where the folder has one (:mod:`infer.blend`)."""
+        texts = list(texts)
+        return self.combine(self.model_proba(texts), texts)
+
+    def combine(self, model_probs: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """What :meth:`predict_proba` returns, from :meth:`model_proba`'s output for ``texts``."""
+        probs = apply_temperature(model_probs, self.manifest.temperature)
+        if self.blend is None or len(texts) == 0:
+            return probs
+        return blend_probs(probs, self.blend.predict_proba(list(texts)), float(self.manifest.blend["weight"]))
+
+    def with_manifest(self, manifest: ModelManifest) -> "Classifier":
+        """This classifier (same model, shared) with another manifest's decision rule,
+        temperature and blend weight, or without the blend (``blend=None``); training uses it to
+        score with what it just fitted, evaluation to score the network alone."""
+        if manifest.blend is not None and self.blend is None:
+            raise ValueError("this classifier has no blended model to score with")
+        other = copy.copy(self)
+        other.manifest = manifest
+        other.blend = self.blend if manifest.blend is not None else None
+        return other
+
+    def model_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """The network's own class probabilities (no temperature, no blend), rows in input order."""
         texts = list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str):

@@ -24,7 +24,11 @@ from .text import TextSettings
 MANIFEST_FILE = "outreach_guard.json"
 #: Evaluation results written next to the manifest by training (``metrics.json``).
 METRICS_FILE = "metrics.json"
-FORMAT_VERSION = 2
+#: 3 added ``head``, ``temperature`` and ``blend``; folders without them still write 2.
+FORMAT_VERSION = 3
+#: ``head.pooling`` values: ``model`` (the architecture's own sequence-classification head) or
+#: ``mean`` (:class:`infer.heads.MeanPoolingClassifier`).
+POOLINGS = ("model", "mean")
 
 
 class ModelFolderError(ValueError):
@@ -122,12 +126,34 @@ class ModelManifest:
     ``base_model``: what was fine-tuned. ``provenance``: how the folder was made (``command``,
     ``recipe``, ``data``, ``method``, ``versions``, ``created``); free-form, for people and
     benchmarks, never needed to score.
+
+    How the network's outputs become probabilities: ``pooling`` (``model``: the architecture's
+    own sequence-classification head; ``mean``: :class:`infer.heads.MeanPoolingClassifier`),
+    ``temperature`` (the logits are divided by it; fitted on validation) and ``blend`` (``None``,
+    or a second model averaged in, see :mod:`infer.blend`).
     """
 
     task: TaskSpec
     text: TextSettings = TextSettings()
     base_model: str | None = None
     provenance: dict = dataclasses.field(default_factory=dict)
+    pooling: str = "model"
+    temperature: float = 1.0
+    blend: dict | None = None
+
+    def __post_init__(self):
+        from .blend import BLEND_KINDS
+
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"head.pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}")
+        if not float(self.temperature) > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        object.__setattr__(self, "temperature", float(self.temperature))
+        if self.blend is not None:
+            if not isinstance(self.blend, dict) or self.blend.get("kind") not in BLEND_KINDS:
+                raise ValueError(f"blend: kind must be one of {', '.join(BLEND_KINDS)}, got {self.blend!r}")
+            if not 0.0 <= float(self.blend.get("weight", -1)) <= 1.0 or not self.blend.get("file"):
+                raise ValueError(f"blend needs a file and a weight in [0, 1], got {self.blend!r}")
 
     # Convenience views of the label head.
     @property
@@ -145,9 +171,17 @@ class ModelManifest:
     def replace(self, **changes: Any) -> "ModelManifest":
         return dataclasses.replace(self, **changes)
 
+    @property
+    def plain(self) -> bool:
+        """Whether the folder needs nothing beyond format version 2 (transformers' own head)."""
+        return self.pooling == "model" and self.temperature == 1.0 and self.blend is None
+
     def to_dict(self) -> dict:
-        return {"format_version": FORMAT_VERSION, "task": self.task.to_dict(), "text": self.text.to_dict(),
-                "base_model": self.base_model, "provenance": self.provenance}
+        data = {"format_version": 2 if self.plain else FORMAT_VERSION, "task": self.task.to_dict(),
+                "text": self.text.to_dict(), "base_model": self.base_model, "provenance": self.provenance}
+        if not self.plain:
+            data.update(head={"pooling": self.pooling}, temperature=self.temperature, blend=self.blend)
+        return data
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder, MANIFEST_FILE)
@@ -163,7 +197,8 @@ class ModelManifest:
             raise ValueError(f"format_version {version} is newer than this outreach-guard reads ({FORMAT_VERSION})")
         task = data["task"] if version >= 2 else data  # version 1 kept the task's fields at the top
         return cls(TaskSpec.from_dict(task), TextSettings.from_dict(data.get("text")), data.get("base_model"),
-                   dict(data.get("provenance") or {}))
+                   dict(data.get("provenance") or {}), pooling=(data.get("head") or {}).get("pooling", "model"),
+                   temperature=data.get("temperature", 1.0), blend=data.get("blend"))
 
     @classmethod
     def load(cls, folder: str | Path) -> "ModelManifest":

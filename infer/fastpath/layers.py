@@ -23,19 +23,31 @@ import torch
 #: ``intermediate``, ``output``).
 FIRST_TOKEN_CLASSIFIERS = ("BertForSequenceClassification", "RobertaForSequenceClassification",
                            "XLMRobertaForSequenceClassification")
+#: Bare encoders with the same layers, as read by a mean-pooling head (``infer.heads``).
+BERT_STYLE_ENCODERS = ("BertModel", "RobertaModel", "XLMRobertaModel")
 _SELF_ATTENTION_PARTS = ("query", "key", "value", "scaling", "attention_head_size", "num_attention_heads")
 
 
 def bert_style_layers(model) -> torch.nn.ModuleList | None:
-    """The encoder layers of a bidirectional BERT-style classifier with absolute positions and
-    sdpa/eager attention, or ``None`` where the rewrites here would change results."""
+    """The encoder layers of a bidirectional BERT-style classifier (one of
+    ``FIRST_TOKEN_CLASSIFIERS``, or a mean-pooling head on a BERT-style encoder) with absolute
+    positions and sdpa/eager attention, or ``None`` where the rewrites here would change results."""
+    if type(model).__name__ == "MeanPoolingClassifier":
+        model = model.encoder
+        if type(model).__name__ not in BERT_STYLE_ENCODERS:
+            return None
+        base = model
+    elif type(model).__name__ in FIRST_TOKEN_CLASSIFIERS:
+        base = getattr(model, model.base_model_prefix, None)
+    else:
+        return None
     config = model.config
-    if (type(model).__name__ not in FIRST_TOKEN_CLASSIFIERS or config.is_decoder
+    if (config.is_decoder
             or getattr(config, "add_cross_attention", False)
             or getattr(config, "position_embedding_type", "absolute") != "absolute"
             or getattr(config, "_attn_implementation", None) not in ("sdpa", "eager")):
         return None  # flash-attention masks, causal or relative-position attention: keep the layers
-    layers = getattr(getattr(getattr(model, model.base_model_prefix, None), "encoder", None), "layer", None)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
     return layers or None
 
 
@@ -168,6 +180,8 @@ class FirstTokenLayer(torch.nn.Module):
 
 def compute_last_layer_for_first_token(model) -> bool:
     """Swap in :class:`FirstTokenLayer` as the last layer where that gives the same logits."""
+    if type(model).__name__ not in FIRST_TOKEN_CLASSIFIERS:
+        return False  # a mean-pooling head reads every position
     layers = bert_style_layers(model)
     if layers is None:
         return False

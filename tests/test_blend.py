@@ -1,0 +1,173 @@
+"""The mean-pooling head, temperature scaling and the TF-IDF blend: trained, saved, reloaded by
+the runtime, scored the same way as at training time."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_rows, tiny_recipe
+
+from infer import Classifier
+from infer.blend import BLEND_FILE, TfidfLogRegScorer, apply_temperature, blend_probs
+from infer.fastpath import optimize_for_inference
+from infer.heads import HEAD_FILE, MeanPoolingClassifier, masked_mean
+from infer.manifest import ModelManifest
+from train.benchmarks.baselines import TfidfLogReg
+from train.evaluation.calibration import fit_temperature
+from train.recipes import recipe_from_dict, train
+
+TEXTS = ["Hello, I am a recruiter at Acme; would you join a paid call?", "café ＷeChat — confidential!!",
+         "", "   ", "a b c", "Our think tank pays $500 per report, keep it between us.", "report report report"]
+
+
+def test_exported_tfidf_scores_like_scikit_learn(tmp_path):
+    rows = make_rows(80, seed=3)
+    model = TfidfLogReg(["benign", "grooming"], seed=0).fit([r["text"] for r in rows],
+                                                             [int(r["label"] == "grooming") for r in rows])
+    texts = [r["text"] for r in make_rows(30, seed=9)] + TEXTS
+    scorer = TfidfLogRegScorer.load(model.export().save(tmp_path / "tfidf.json"))
+    np.testing.assert_allclose(scorer.predict_proba(texts), model.predict_proba(texts), rtol=0, atol=1e-12)
+
+
+def test_only_vectorizers_the_runtime_can_reproduce_are_exported():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    texts, y = ["aa bb", "cc dd", "aa cc", "bb dd"], [0, 1, 0, 1]
+    vectorizer = TfidfVectorizer().fit(texts)  # sklearn's own lowercasing, not the project's normaliser
+    with pytest.raises(ValueError, match="tfidf_preprocess"):
+        TfidfLogRegScorer.from_sklearn(vectorizer, LogisticRegression().fit(vectorizer.transform(texts), y))
+
+
+def test_temperature_keeps_the_ranking_and_fits_an_overconfident_model():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    margin = np.where(y == 1, 1.0, -1.0) + rng.normal(0, 1.5, 400)  # often wrong...
+    logits = np.stack([-margin, margin], 1) * 6.0  # ...and far too sure of itself
+    probs = torch.softmax(torch.tensor(logits), -1).numpy()
+    t = fit_temperature(probs, y)
+    assert t > 3.0
+    scaled = apply_temperature(probs, t)
+    assert np.allclose(scaled.sum(1), 1.0, atol=1e-6)
+    # Same order as the logits (the unscaled probabilities tie at 1.0 where they saturate).
+    assert np.array_equal(np.argsort(scaled[:, 1]), np.argsort(margin))
+    assert fit_temperature(probs, np.full(400, 1)) == 1.0  # one class: nothing to fit
+    np.testing.assert_allclose(apply_temperature(probs, 1.0), probs)
+
+
+def test_blend_weights_and_bounds():
+    a, b = np.array([[0.9, 0.1]]), np.array([[0.3, 0.7]])
+    np.testing.assert_allclose(blend_probs(a, b, 0.25), [[0.75, 0.25]], atol=1e-7)
+    with pytest.raises(ValueError):
+        blend_probs(a, b, 1.5)
+
+
+def test_masked_mean_ignores_padding():
+    hidden = torch.arange(24, dtype=torch.float32).view(2, 3, 4)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    pooled = masked_mean(hidden, mask)
+    torch.testing.assert_close(pooled[0], hidden[0, :2].mean(0))
+    torch.testing.assert_close(pooled[1], hidden[1].mean(0))
+
+
+def test_mean_pooling_fast_path_gives_the_plain_models_logits(tiny_base):
+    model = MeanPoolingClassifier.from_encoder(str(tiny_base), ["benign", "grooming"]).eval()
+    ids = torch.randint(5, 90, (3, 16))
+    mask = torch.ones_like(ids)
+    mask[0, 9:] = 0
+    mask[2, 4:] = 0
+    with torch.inference_mode():
+        plain = model(input_ids=ids, attention_mask=mask).logits
+        fast, report = optimize_for_inference(model, "cpu", "fp32")
+        got = fast(input_ids=ids, attention_mask=mask).logits
+    assert report.fused_attention_layers > 0 and not report.first_token_last_layer
+    torch.testing.assert_close(got, plain, atol=1e-5, rtol=1e-4)
+    assert type(model.encoder.encoder.layer[0].attention.self).__name__ != "FusedSelfAttention"  # copy=True
+
+
+@pytest.fixture(scope="module")
+def blended_run(tiny_base, tiny_data_files, tmp_path_factory):
+    raw = tiny_recipe(tiny_base, tiny_data_files)
+    raw["model"]["pooling"] = "mean"
+    raw["calibration"] = {"temperature": "fit"}
+    raw["blend"] = {"tfidf_weight": 0.5}
+    return train(recipe_from_dict(raw), tmp_path_factory.mktemp("blended"))
+
+
+def test_a_blended_mean_pooling_model_trains_saves_and_scores_as_trained(blended_run, tiny_data_files):
+    folder = blended_run.model_dir
+    manifest = ModelManifest.load(folder)
+    data = json.loads((folder / "outreach_guard.json").read_text())
+    assert data["format_version"] == 3 and data["head"] == {"pooling": "mean"}
+    assert manifest.pooling == "mean" and manifest.blend["weight"] == 0.5 and manifest.temperature > 0
+    assert (folder / HEAD_FILE).is_file() and (folder / BLEND_FILE).is_file()
+    assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pkl"))
+    components = blended_run.metrics["components"]["test"]
+    assert set(components) == {"network", "network_at_temperature", "tfidf_logreg"}
+    assert components["network"]["auroc"] == pytest.approx(components["network_at_temperature"]["auroc"])
+
+    clf = Classifier.from_pretrained(folder, device="cpu", precision="fp32")
+    rows = [json.loads(line) for line in open(tiny_data_files["test"])]
+    texts = [r["text"] for r in rows]
+    probs = clf.predict_proba(texts)
+    network = apply_temperature(clf.model_proba(texts), manifest.temperature)
+    tfidf = TfidfLogRegScorer.load(folder / BLEND_FILE).predict_proba(texts)
+    np.testing.assert_allclose(probs, 0.5 * network + 0.5 * tfidf, atol=1e-6)
+    # The figures training wrote are the runtime's figures on the same rows.
+    from train.evaluation.metrics import classification_metrics
+
+    y = np.array([int(r["label"] == "grooming") for r in rows])
+    again = classification_metrics(y, probs, manifest.task)
+    assert again["auroc"] == pytest.approx(blended_run.metrics["test"]["auroc"], abs=1e-6)
+    assert again["f1"] == pytest.approx(blended_run.metrics["test"]["f1"], abs=1e-6)
+    # The fast path and the plain model agree on the mean-pooling head too.
+    plain = Classifier.from_pretrained(folder, device="cpu", precision="fp32", fast_path=False)
+    np.testing.assert_allclose(plain.predict_proba(texts), probs, atol=1e-5)
+
+
+def test_a_folder_missing_its_blend_file_is_refused(blended_run, tmp_path):
+    import shutil
+
+    from infer.manifest import ModelFolderError
+
+    copy = tmp_path / "m"
+    shutil.copytree(blended_run.model_dir, copy)
+    (copy / BLEND_FILE).unlink()
+    with pytest.raises(ModelFolderError, match=BLEND_FILE):
+        Classifier.from_pretrained(copy, device="cpu")
+
+
+def test_recipe_fields_are_validated(tiny_base, tiny_data_files):
+    for group, value in (("model", {"pooling": "max"}), ("calibration", {"temperature": "platt"}),
+                         ("blend", {"tfidf_weight": 1.0})):
+        raw = tiny_recipe(tiny_base, tiny_data_files)
+        raw[group] = {**raw.get(group, {}), **value}
+        with pytest.raises(ValueError, match=group):
+            recipe_from_dict(raw)
+
+
+def test_evaluation_can_score_the_network_alone_at_any_temperature(blended_run, tiny_data_files, tmp_path):
+    from train.evaluation.evaluate import main as evaluate_main
+
+    folder = blended_run.model_dir
+    clf = Classifier.from_pretrained(folder, device="cpu", precision="fp32")
+    rows = [json.loads(line) for line in open(tiny_data_files["test"])]
+    texts = [r["text"] for r in rows]
+    for extra, expected in ((["--network-only", "--temperature", "1"], clf.model_proba(texts)),
+                            (["--network-only"], apply_temperature(clf.model_proba(texts), clf.manifest.temperature)),
+                            ([], clf.predict_proba(texts))):
+        out = tmp_path / "_".join(extra or ["full"])
+        assert evaluate_main(["--model", str(folder), "--data", str(tiny_data_files["test"]), "--output-dir",
+                              str(out), "--no-plots", "--bootstrap-resamples", "0", "--device", "cpu",
+                              "--precision", "fp32", *extra]) == 0
+        result = json.loads((out / "metrics.json").read_text())
+        from sklearn.metrics import roc_auc_score
+
+        from train.evaluation.metrics import expected_calibration_error
+
+        y = np.array([r["label"] == "grooming" for r in rows])
+        assert result["overall"]["auroc"] == pytest.approx(roc_auc_score(y, expected[:, 1]))
+        # The temperature moves the probabilities, hence the calibration error.
+        assert result["overall"]["ece"] == pytest.approx(expected_calibration_error(y, expected[:, 1]), abs=1e-6)
+        assert result["scored_with"]["network_only"] == ("--network-only" in extra)
