@@ -63,6 +63,11 @@ def parse_args(argv=None, prog: str = "python -m train.evaluation"):
     p.add_argument("--bootstrap-resamples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--network-only", action="store_true",
+                   help="score with the network alone, leaving out a TF-IDF model the folder blends in "
+                        "(the saved threshold was picked for the blend: pass --threshold to set another)")
+    p.add_argument("--temperature", type=float,
+                   help="divide the network's logits by this instead of the saved temperature (1: as trained)")
     p.add_argument("--device", default=None)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     return p.parse_args(argv)
@@ -207,6 +212,21 @@ def result_task(result: dict) -> TaskSpec:
     return TaskSpec(tuple(result["labels"]), result["positive_label"], result["threshold"])
 
 
+def hard_row_rates(y, probs, task: TaskSpec, hard) -> dict:
+    """On rows marked ``hard`` (the corpus's hard negatives and subtle grooming): the share of
+    hard negatives flagged and of subtle grooming caught, at the task's threshold (binary
+    tasks; None where there are no such rows)."""
+    y, probs = np.asarray(y), np.asarray(probs, dtype=float)
+    if hard is None or not task.binary:
+        return {"hard_negative_fpr": None, "subtle_recall": None}
+    hard = np.array([label_key(h) == "true" for h in hard])
+    flagged = task.decide_indices(probs) == task.positive_index
+    positive = y == task.positive_index
+    negatives, subtle = hard & ~positive & (y >= 0), hard & positive
+    return {"hard_negative_fpr": float(flagged[negatives].mean()) if negatives.any() else None,
+            "subtle_recall": float(flagged[subtle].mean()) if subtle.any() else None}
+
+
 def headline(result: dict) -> dict:
     """The benchmark table's figures: F1 with its interval, AUROC, AUPRC, recall at 1% FPR
     (macro F1/AUROC/AUPRC for multi-class tasks, which have no single FPR)."""
@@ -266,6 +286,12 @@ def run_evaluation(args: argparse.Namespace, command: str | None = None) -> dict
         raise DataError(f"{args.data}: no column(s) {missing} to slice by; columns: {sorted(rows.columns)}")
 
     clf = Classifier.from_pretrained(args.model, device=args.device, precision=args.precision)
+    if args.temperature is not None:
+        if not args.temperature > 0:
+            raise ValueError("--temperature must be positive")
+        clf = clf.with_manifest(clf.manifest.replace(temperature=args.temperature))
+    if args.network_only:
+        clf = clf.with_manifest(clf.manifest.replace(blend=None))
     task = clf.task if args.threshold is None else clf.task.with_threshold(args.threshold)
     y = task.label_indices(rows.labels, args.data)
     logger.info("scoring %d rows of %s with %s", len(rows), args.data, args.model)
@@ -274,6 +300,7 @@ def run_evaluation(args: argparse.Namespace, command: str | None = None) -> dict
     result = evaluate_predictions(y, probs, task, ids=rows.ids, slices={c: rows.columns[c] for c in args.slice_by},
                                   n_resamples=args.bootstrap_resamples, seed=args.seed)
     result.update(command=command, model=str(args.model), data=spec.describe(), split=args.split,
+                  scored_with={"network_only": bool(args.network_only), "temperature": clf.manifest.temperature},
                   threshold_source="--threshold" if args.threshold is not None else
                   ("saved with the model" if clf.threshold is not None else "default 0.5 (none saved)"))
     out = Path(args.output_dir) if args.output_dir else default_output_dir(args.model, args.data, args.split)
