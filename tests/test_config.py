@@ -4,6 +4,7 @@ import pathlib
 import pytest
 import yaml
 
+from train.benchmarks.cv import load_cv_config
 from train.benchmarks.quality import load_bench_config
 from train.recipes.config import apply_overrides, load_recipe, recipe_from_dict
 
@@ -16,7 +17,8 @@ def test_there_are_configs():
 
 
 def test_there_is_a_benchmark_config():
-    assert any("systems" in yaml.safe_load(p.read_text()) for p in CONFIGS)
+    assert any("systems" in yaml.safe_load(p.read_text()) and "cv" not in yaml.safe_load(p.read_text())
+               for p in CONFIGS)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -31,6 +33,13 @@ def test_every_shipped_config_parses_and_starts_with_its_command(path):
     if spec.submodule_search_locations is not None:
         assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{path.name}: {module} has no __main__"
     raw = yaml.safe_load(path.read_text())
+    if module == "train.benchmarks.cv":  # cross-validation configs: their own loader
+        config = load_cv_config(path)
+        assert (ROOT / config.data.path).is_file() and config.systems
+        for system in config.systems:
+            if system.recipe:
+                load_recipe(ROOT / system.recipe, system.overrides)
+        return
     if "systems" in raw:  # benchmark configs are parsed by the benchmark's own loader
         assert module == "train.benchmarks"
         config = load_bench_config(path)

@@ -152,3 +152,40 @@ def test_config_errors_exit_2(tmp_path, capsys):
     missing = _config(tmp_path, tmp_path / "nope.jsonl", [{"name": "k", "kind": "keyword_rules"}])
     assert main(["--config", str(missing), "--output-dir", str(tmp_path / "o")]) == 2
     assert f"error: {tmp_path / 'nope.jsonl'}: no such file" in capsys.readouterr().err
+
+
+def test_average_and_network_only_systems(trained_run, tmp_path):
+    from infer.blend import apply_temperature
+    from train.benchmarks.quality import Bench
+    from train.evaluation.threshold import select_threshold
+
+    corpus = make_corpus(SPLITS, seed=4, flip=0.1)
+    data = write_jsonl(tmp_path / "corpus.jsonl", corpus)
+    systems = [{"name": "tfidf_logreg", "kind": "tfidf_logreg"},
+               {"name": "loaded", "kind": "finetuned", "model": str(trained_run.model_dir)},
+               {"name": "network", "kind": "finetuned", "model": str(trained_run.model_dir), "network_only": True},
+               {"name": "both", "kind": "average", "members": ["tfidf_logreg", "loaded"], "weights": [1, 3]}]
+    config = load_bench_config(_config(tmp_path, data, systems, datasets=1))
+    bench = Bench(config)
+    dataset = config.datasets[0]
+    scorers = {s.name: bench.scorer(s, dataset) for s in config.systems}
+    rows = [r for r in corpus if r["split"] == "test"]
+    texts = [r["text"] for r in rows]
+    expected = 0.25 * scorers["tfidf_logreg"].predict_proba(texts) + 0.75 * scorers["loaded"].predict_proba(texts)
+    np.testing.assert_allclose(scorers["both"].predict_proba(texts), expected, atol=1e-6)
+    validation = [r for r in corpus if r["split"] == "validation"]
+    y_val = np.array([r["label"] == "grooming" for r in validation])
+    val_probs = scorers["both"].predict_proba([r["text"] for r in validation])
+    assert scorers["both"].task.threshold == pytest.approx(select_threshold(y_val, val_probs[:, 1]))
+    clf = Classifier.from_pretrained(trained_run.model_dir)
+    np.testing.assert_allclose(scorers["network"].predict_proba(texts),
+                               apply_temperature(clf.model_proba(texts), clf.manifest.temperature), atol=1e-6)
+    assert "network only" in scorers["network"].trained_on
+
+
+def test_an_average_of_systems_not_yet_listed_is_refused(tmp_path):
+    data = write_jsonl(tmp_path / "corpus.jsonl", make_corpus(SPLITS, seed=4))
+    systems = [{"name": "both", "kind": "average", "members": ["tfidf_logreg", "keyword_rules"]},
+               {"name": "tfidf_logreg", "kind": "tfidf_logreg"}, {"name": "keyword_rules", "kind": "keyword_rules"}]
+    with pytest.raises(ValueError, match="listed before"):
+        load_bench_config(_config(tmp_path, data, systems))

@@ -13,8 +13,10 @@ the data their manifest's provenance records.
 
 System kinds: ``keyword_rules``, ``tfidf_logreg``, ``embedding_logreg`` (frozen sentence
 embeddings; ``model`` defaults to the packaged all-MiniLM-L6-v2), ``finetuned`` (``model: DIR``
-to load a folder, or ``recipe: FILE`` with optional ``overrides`` to train one with
-:func:`train.recipes.train` on the training source's rows).
+to load a folder, optionally ``network_only: true`` to leave out the TF-IDF model it blends in;
+or ``recipe: FILE`` with optional ``overrides`` to train one with :func:`train.recipes.train`
+on the training source's rows), ``average`` (the mean of earlier systems' probabilities,
+``members`` and optional ``weights``, with its own threshold on validation).
 """
 
 from __future__ import annotations
@@ -40,14 +42,14 @@ import yaml  # noqa: E402
 from infer.io import InputError  # noqa: E402
 from infer.manifest import ModelFolderError, TaskSpec  # noqa: E402
 
-from ..evaluation.evaluate import evaluate_predictions, headline, write_evaluation  # noqa: E402
+from ..evaluation.evaluate import evaluate_predictions, hard_row_rates, headline, write_evaluation  # noqa: E402
 from ..evaluation.labelled import DataSpec, LabelledRows, load_labelled  # noqa: E402
 from ..evaluation.report import fmt, fmt_ci  # noqa: E402
 from ..evaluation.threshold import select_threshold  # noqa: E402
 
 logger = logging.getLogger("train.benchmarks")
 
-SYSTEM_KINDS = ("keyword_rules", "tfidf_logreg", "embedding_logreg", "finetuned")
+SYSTEM_KINDS = ("keyword_rules", "tfidf_logreg", "embedding_logreg", "finetuned", "average")
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataSpec)}
 
 
@@ -76,12 +78,25 @@ class SystemConfig:
     overrides: list[str] = dataclasses.field(default_factory=list)
     max_length: int = 256  # embedding_logreg: tokens per text
     min_categories: int = 2  # keyword_rules: categories needed to flag a message
+    # finetuned with `model`: score with the network alone (its calibrated probabilities), leaving
+    # out a blended TF-IDF model the folder carries; the threshold is re-picked on validation.
+    network_only: bool = False
+    members: list[str] = dataclasses.field(default_factory=list)  # average: the systems averaged
+    weights: list[float] | None = None  # average: one per member (default equal)
 
     def __post_init__(self):
         if self.kind not in SYSTEM_KINDS:
             raise ValueError(f"system {self.name!r}: kind must be one of {SYSTEM_KINDS}, got {self.kind!r}")
         if self.kind == "finetuned" and bool(self.model) == bool(self.recipe):
             raise ValueError(f"system {self.name!r}: a finetuned system needs either `model` (a folder) or `recipe`")
+        if self.network_only and not (self.kind == "finetuned" and self.model):
+            raise ValueError(f"system {self.name!r}: network_only applies to a loaded model folder (`model`)")
+        if self.kind == "average":
+            if len(self.members) < 2:
+                raise ValueError(f"system {self.name!r}: an average needs two or more `members`")
+            if self.weights is not None and (len(self.weights) != len(self.members) or min(self.weights) < 0
+                                             or sum(self.weights) <= 0):
+                raise ValueError(f"system {self.name!r}: one non-negative weight per member, not all zero")
 
 
 @dataclasses.dataclass
@@ -105,6 +120,12 @@ class BenchConfig:
                 raise ValueError(f"{kind} names must be unique: {names}")
         if not self.shipped_corpus.train_split:
             raise ValueError("shipped_corpus needs a train_split")
+        earlier: set[str] = set()
+        for system in self.systems:
+            missing = [m for m in system.members if m not in earlier]
+            if missing:
+                raise ValueError(f"system {system.name!r}: members {missing} must be systems listed before it")
+            earlier.add(system.name)
 
 
 def _dataset(raw: dict, name: str | None = None) -> DatasetConfig:
@@ -195,6 +216,13 @@ class Bench:
         return TaskSpec.for_labels(labels, self.config.positive_label)
 
     def scorer(self, system: SystemConfig, dataset: DatasetConfig) -> Scorer:
+        if system.kind == "average":
+            return self._average(system, dataset)
+        if system.kind == "finetuned" and system.model and system.network_only:
+            key = (system.name, self.training_source(dataset).key)
+            if key not in self._fitted:
+                self._fitted[key] = self._load_network(system, self.training_source(dataset))
+            return self._fitted[key]
         if system.kind == "finetuned" and system.model:
             key = (system.name, "loaded")
             if key not in self._fitted:
@@ -269,6 +297,38 @@ class Bench:
         where = f"trained on `{trained_on}`" if trained_on else "training data not recorded"
         return Scorer(clf.task, clf.predict_proba, f"loaded `{system.model}` ({where})", None)
 
+    def _load_network(self, system: SystemConfig, source: TrainingSource) -> Scorer:
+        from infer.blend import apply_temperature
+        from infer.classifier import Classifier
+
+        clf = Classifier.from_pretrained(system.model)
+
+        def predict_proba(texts):
+            return apply_temperature(clf.model_proba(texts), clf.manifest.temperature)
+
+        task = clf.task.with_threshold(self._validation_threshold(predict_proba, clf.task, source))
+        trained_on = clf.manifest.provenance.get("data")
+        where = f"trained on `{trained_on}`" if trained_on else "training data not recorded"
+        return Scorer(task, predict_proba, f"loaded `{system.model}`, network only ({where})", None,
+                      "best F1 on the validation split (re-picked without the blend)")
+
+    def _average(self, system: SystemConfig, dataset: DatasetConfig) -> Scorer:
+        by_name = {s.name: s for s in self.config.systems}
+        members = [self.scorer(by_name[m], dataset) for m in system.members]
+        if len({m.task.labels for m in members}) != 1:
+            raise ValueError(f"system {system.name!r}: members disagree on the labels")
+        weights = np.array(system.weights or [1.0] * len(members), dtype=float)
+        weights = weights / weights.sum()
+
+        def predict_proba(texts):
+            return sum(w * np.asarray(m.predict_proba(texts), dtype=float) for w, m in zip(weights, members))
+
+        source = self.training_source(dataset)
+        task = members[0].task
+        task = task.with_threshold(self._validation_threshold(predict_proba, task, source))
+        return Scorer(task, predict_proba, " + ".join(sorted({m.trained_on for m in members})),
+                      members[0].training_rows, "best F1 on the validation split")
+
     def _finetune(self, system: SystemConfig, source: TrainingSource, task: TaskSpec) -> Scorer:
         from infer.classifier import Classifier
 
@@ -292,17 +352,19 @@ def _rows(rows: LabelledRows) -> list[dict]:
 # -- output ----------------------------------------------------------------------------------
 
 CSV_FIELDS = ("system", "dataset", "trained_on", "training_rows", "n", "positives", "threshold", "f1", "f1_ci_low",
-              "f1_ci_high", "auroc", "auprc", "recall_at_1pct_fpr")
+              "f1_ci_high", "auroc", "auprc", "recall_at_1pct_fpr", "hard_negative_fpr", "subtle_recall")
 
 
 def render_table(cells: list[dict], command: str, config: BenchConfig, datasets: dict) -> str:
     lines = ["# Benchmark", "", "Produced by:", "", "```", command, "```", "",
-             "| system | dataset | trained on | n | F1 [95% CI] | AUROC | AUPRC | recall at 1% FPR |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| system | dataset | trained on | n | F1 [95% CI] | AUROC | AUPRC | recall at 1% FPR "
+             "| FPR on hard negatives | recall on subtle grooming |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         lines.append(f"| {c['system']} | {c['dataset']} | {c['trained_on']} | {c['n']} | "
                      f"{fmt(c['f1'])} {fmt_ci(c['f1_ci'])} | {fmt(c['auroc'])} | {fmt(c['auprc'])} | "
-                     f"{fmt(c['recall_at_1pct_fpr'])} |")
+                     f"{fmt(c['recall_at_1pct_fpr'])} | {fmt(c.get('hard_negative_fpr'))} | "
+                     f"{fmt(c.get('subtle_recall'))} |")
     lines += ["", f"Metrics are for the positive class `{config.positive_label}` at each system's decision threshold "
               "(F1) and threshold-free (AUROC, AUPRC, recall at 1% false-positive rate); multi-class datasets "
               "report macro F1/AUROC/AUPRC. "
@@ -367,11 +429,13 @@ def run_benchmark(config: BenchConfig, command: str) -> Path:
                           trained_on=scorer.trained_on, training_rows=scorer.training_rows,
                           fit_seconds=scorer.fit_seconds, score_seconds=round(score_seconds, 2),
                           threshold_source=scorer.threshold_source)
+            hard = hard_row_rates(y, probs, scorer.task, rows.columns.get("hard"))
+            result["hard_rows"] = hard
             write_evaluation(out / dataset.name / system.name, result, y, probs, plots=config.plots)
             cells.append({"system": system.name, "dataset": dataset.name, "trained_on": scorer.trained_on,
                           "training_rows": scorer.training_rows, "n": result["n"],
                           "positives": result["overall"].get("positives"), "threshold": result["threshold"],
-                          **headline(result)})
+                          **headline(result), **hard})
 
     (out / "benchmark.md").write_text(render_table(cells, command, config, datasets))
     with open(out / "benchmark.csv", "w", newline="") as fh:

@@ -1,0 +1,100 @@
+"""Grouped cross-validation: folds hold each group once, every row is scored once per seed and
+system, the summary and the paired comparison follow from the fold figures."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import make_corpus, write_jsonl
+from train.benchmarks.cv import fold_assignments, load_cv_config, main
+
+SPLITS = {"train": 60, "validation": 24, "test": 24}
+
+
+def _corpus(tmp_path):
+    rows = make_corpus(SPLITS, seed=5, flip=0.15)
+    for i, row in enumerate(rows):
+        row["family"] = f"fam{i % 9}_{row['label']}"  # 18 single-label families
+    return write_jsonl(tmp_path / "corpus.jsonl", rows), rows
+
+
+def _config(tmp_path, data, systems, **cv):
+    path = tmp_path / "cv.yaml"
+    path.write_text(yaml.safe_dump({
+        "output_dir": str(tmp_path / "out"), "labels": ["benign", "grooming"], "positive_label": "grooming",
+        "data": {"path": str(data), "split_column": "split"},
+        "cv": {"folds": 3, "seeds": [0, 1], "group_by": "family", "reference": "tfidf_logreg", **cv},
+        "systems": systems}))
+    return path
+
+
+def test_each_group_lands_in_exactly_one_fold_with_both_labels():
+    labels = ["a", "b"] * 60
+    groups = [f"g{i % 12}" for i in range(120)]
+    for seed in (0, 1):
+        folds = fold_assignments(labels, groups, 4, seed)
+        assert set(folds) == {0, 1, 2, 3}
+        for g in set(groups):
+            assert len({folds[i] for i in range(120) if groups[i] == g}) == 1
+        for k in range(4):
+            assert {labels[i] for i in np.flatnonzero(folds == k)} == {"a", "b"}
+    assert not np.array_equal(fold_assignments(labels, groups, 4, 0), fold_assignments(labels, groups, 4, 1))
+    with pytest.raises(ValueError, match="groups"):
+        fold_assignments(labels, groups, 13, 0)
+
+
+def test_cross_validation_end_to_end(tiny_base, tmp_path, capsys):
+    data, rows = _corpus(tmp_path)
+    systems = [{"name": "keyword_rules", "kind": "keyword_rules"},
+               {"name": "tfidf_logreg", "kind": "tfidf_logreg"},
+               {"name": "frozen", "kind": "embedding_logreg", "model": str(tiny_base), "max_length": 32},
+               {"name": "both", "kind": "average", "members": ["tfidf_logreg", "frozen"], "weights": [1, 3]}]
+    assert main(["--config", str(_config(tmp_path, data, systems))]) == 0
+    out = tmp_path / "out"
+    report = json.loads((out / "cv.json").read_text())
+    names = ["keyword_rules", "tfidf_logreg", "frozen", "both"]
+    assert report["rows"] == len(rows) and report["groups"] == 18
+    assert len(report["runs"]) == 2 * 3 * len(names)
+    for seed in (0, 1):
+        for name in names:
+            runs = [r for r in report["runs"] if r["seed"] == seed and r["system"] == name]
+            assert sum(r["n"] for r in runs) == len(rows)  # every row scored exactly once per seed
+    for name in names:
+        values = [r["auroc"] for r in report["runs"] if r["system"] == name]
+        assert report["summary"][name]["auroc"]["mean"] == pytest.approx(np.mean(values))
+        assert report["summary"][name]["auroc"]["std"] == pytest.approx(np.std(values, ddof=1))
+    ref = {(r["seed"], r["fold"]): r for r in report["runs"] if r["system"] == "tfidf_logreg"}
+    mine = [r for r in report["runs"] if r["system"] == "both"]
+    diffs = [r["f1"] - ref[(r["seed"], r["fold"])]["f1"] for r in mine]
+    paired = report["summary"]["both"]["f1"]
+    assert paired["diff_mean"] == pytest.approx(np.mean(diffs))
+    assert paired["wins"] == sum(d > 0 for d in diffs)
+    assert "diff_mean" not in report["summary"]["tfidf_logreg"]["f1"]
+    fpr = report["summary"]["both"]["hard_negative_fpr"]
+    fpr_diffs = [r["hard_negative_fpr"] - ref[(r["seed"], r["fold"])]["hard_negative_fpr"] for r in mine]
+    assert fpr["wins"] == sum(d < 0 for d in fpr_diffs)  # a lower false-positive rate wins
+    table = (out / "cv.md").read_text()
+    assert "python -m train.benchmarks.cv --config" in table and "| both |" in table
+    assert len((out / "folds.csv").read_text().splitlines()) == 1 + len(report["runs"])
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("systems, cv, message", [
+    ([{"name": "tfidf_logreg", "kind": "tfidf_logreg"}], {"reference": "nope"}, "reference"),
+    ([{"name": "tfidf_logreg", "kind": "tfidf_logreg"}, {"name": "m", "kind": "finetuned", "model": "runs/x"}], {},
+     "cannot be cross-validated"),
+    ([{"name": "tfidf_logreg", "kind": "tfidf_logreg"}, {"name": "a", "kind": "average", "members": ["tfidf_logreg"]}],
+     {}, "two or more"),
+    ([{"name": "tfidf_logreg", "kind": "tfidf_logreg"}, {"name": "k", "kind": "keyword_rules"},
+      {"name": "a", "kind": "average", "members": ["tfidf_logreg", "nope"]}], {}, "not systems that train"),
+    ([{"name": "tfidf_logreg", "kind": "tfidf_logreg"}], {"folds": 2}, "at least 3"),
+])
+def test_bad_configs_are_refused(tmp_path, systems, cv, message, capsys):
+    data, _ = _corpus(tmp_path)
+    path = _config(tmp_path, data, systems, **cv)
+    with pytest.raises(ValueError, match=message):
+        load_cv_config(path)
+    assert main(["--config", str(path)]) == 2
+    assert message.split()[0] in capsys.readouterr().err
