@@ -42,6 +42,7 @@ import yaml  # noqa: E402
 
 from infer.io import InputError  # noqa: E402
 from infer.manifest import ModelFolderError, TaskSpec  # noqa: E402
+from infer.options import add_config_options, input_error  # noqa: E402
 
 from ..evaluation.evaluate import evaluate_predictions, hard_row_rates  # noqa: E402
 from ..evaluation.labelled import DataSpec, LabelledRows, load_labelled  # noqa: E402
@@ -293,8 +294,7 @@ def render_cv(report: dict) -> str:
 def main(argv=None, prog: str = "python -m train.benchmarks.cv") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog=prog, description="Grouped cross-validation of systems on a labelled corpus.")
-    p.add_argument("--config", required=True, help="cross-validation YAML (see configs/cv.yaml)")
-    p.add_argument("--output-dir", help="results folder (default: output_dir in the config)")
+    add_config_options(p, "cross-validation", "results folder (default: output_dir in the config)")
     p.add_argument("--seeds", help="comma-separated seeds, instead of the config's (e.g. 0 for a quick look)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -306,8 +306,7 @@ def main(argv=None, prog: str = "python -m train.benchmarks.cv") -> int:
             config.seeds = [int(s) for s in args.seeds.split(",")]
         run_cv(config, f"{prog} " + shlex.join(argv))
     except (InputError, ModelFolderError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return input_error(err)
     return 0
 
 

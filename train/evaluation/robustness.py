@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 
 from infer.io import InputError  # noqa: E402
 from infer.manifest import ModelFolderError  # noqa: E402
+from infer.options import add_column_options, add_model_options, input_error  # noqa: E402
 
 from ..recipes.data import DataError  # noqa: E402
 from .labelled import DataSpec, load_labelled  # noqa: E402
@@ -161,18 +162,15 @@ def format_table(report: dict) -> str:
 
 def parse_args(argv=None, prog: str = "python -m train.evaluation.robustness"):
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="model folder written by `python -m train`")
+    add_model_options(p, precision=False)
     p.add_argument("--data", required=True, help="labelled JSONL, CSV or Parquet file")
     p.add_argument("--split", default="test", help="rows whose split column has this value; 'all' for every row")
-    p.add_argument("--split-column", default="split")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--label-column", default="label")
+    add_column_options(p, label=True, split=True, id_column=False)
     p.add_argument("--rows", type=int, help="a seeded sample of this many rows (quick runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-drop", type=float, default=2.0,
                    help=f"target: most F1 points lost under each of {', '.join(TARGETED)}; exit status 1 if missed")
     p.add_argument("--output", help="write the report as JSON here")
-    p.add_argument("--device", default=None)
     return p.parse_args(argv)
 
 
@@ -212,8 +210,7 @@ def main(argv=None, prog: str = "python -m train.evaluation.robustness") -> int:
     try:
         report = run_robustness(args)
     except (InputError, ModelFolderError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return input_error(err)
     return 0 if report["target"]["met"] else 1
 
 

@@ -10,11 +10,12 @@ import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from infer.options import add_config_options, input_error  # noqa: E402
+
 
 def build_parser(prog: str = "python -m train") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Fine-tune a classifier from a recipe.")
-    p.add_argument("--config", required=True, help="recipe YAML (see configs/)")
-    p.add_argument("--output-dir", help="run folder (default: training.output_dir); the model goes to <dir>/model")
+    add_config_options(p, "recipe", "run folder (default: training.output_dir); the model goes to <dir>/model")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in <dir>/checkpoints")
     p.add_argument("overrides", nargs="*", help="group.field=value, e.g. training.num_train_epochs=1")
     return p
@@ -33,17 +34,13 @@ def main(argv=None, prog: str = "python -m train") -> int:
     try:
         recipe = load_recipe(args.config, args.overrides)
     except (ValueError, OSError) as err:  # a bad recipe: before anything is loaded
-        return _input_error(err)
+        return input_error(err)
     try:
         run = train(recipe, args.output_dir, resume=args.resume, command=command)
     except InputError as err:  # bad data (DataError): found before training starts
-        return _input_error(err)
-    summary = {k: run.f1(k) for k in run.metrics if isinstance(run.metrics[k], dict) and k != "train"}
+        return input_error(err)
+    summary = {k: run.f1(k) for k in run.metrics
+               if isinstance(run.metrics[k], dict) and k not in ("train", "components")}
     print(f"model written to {run.model_dir} in {run.metrics['train']['runtime_s']:.0f}s of training; F1: {summary}")
     return 0
 
-
-def _input_error(err: Exception) -> int:
-    message = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
-    print("error: " + " ".join(message.split("\n")), file=sys.stderr)
-    return 2
