@@ -41,6 +41,7 @@ import yaml  # noqa: E402
 
 from infer.io import InputError  # noqa: E402
 from infer.manifest import ModelFolderError, TaskSpec  # noqa: E402
+from infer.options import add_config_options, input_error  # noqa: E402
 
 from ..evaluation.evaluate import evaluate_predictions, hard_row_rates, headline, write_evaluation  # noqa: E402
 from ..evaluation.labelled import DataSpec, LabelledRows, load_labelled  # noqa: E402
@@ -383,8 +384,7 @@ def render_table(cells: list[dict], command: str, config: BenchConfig, datasets:
 
 def parse_args(argv=None, prog: str = "python -m train.benchmarks"):
     p = argparse.ArgumentParser(prog=prog, description="Compare systems on datasets.")
-    p.add_argument("--config", required=True, help="benchmark YAML (see configs/bench.yaml)")
-    p.add_argument("--output-dir", help="results folder (default: output_dir in the config)")
+    add_config_options(p, "benchmark", "results folder (default: output_dir in the config)")
     return p.parse_args(argv)
 
 
@@ -460,6 +460,5 @@ def main(argv=None, prog: str = "python -m train.benchmarks") -> int:
             config.output_dir = args.output_dir
         run_benchmark(config, f"{prog} " + shlex.join(argv))
     except (InputError, ModelFolderError, ValueError, OSError) as err:  # bad config or data
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return input_error(err)
     return 0

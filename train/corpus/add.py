@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from infer.io import InputError, read_table
+from infer.options import input_error
 
 from .schema import FIELDS, LABELS
 
@@ -94,8 +95,7 @@ def main(argv=None, prog: str = "python -m train.corpus add") -> int:
         batches = {name: read_table(path, required=BATCH_FIELDS) for name, path in zip(names, args.batches)}
         rows = add_batches(corpus, batches, set(args.held_out_authors), args.validation_families, args.seed)
     except (InputError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return input_error(err)
     with open(args.corpus, "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     print(f"{args.corpus}: {len(corpus)} rows kept, {len(rows) - len(corpus)} added from {len(batches)} authors "

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from infer.io import InputError, read_table
+from infer.options import input_error
 
 from ..evaluation.metrics import binary_metrics
 from .schema import HELD_OUT_SPLITS, LABELS
@@ -87,8 +88,7 @@ def main(argv=None, prog: str = "python -m train.corpus audit") -> int:
     try:
         rows = read_table(args.data, required=["text", "label", "split"])
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return input_error(err)
     result = run_audit(rows, args.positive_label, args.top)
     text = render(result, args.positive_label, " ".join([prog, *argv]))
     print(text)

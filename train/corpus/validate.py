@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from infer.io import InputError, iter_records
+from infer.options import input_error
 
 from .schema import FIELDS, LABELS, SOURCES, SPLITS, STAGES, TACTIC_TAGS as TAGS
 
@@ -253,8 +254,7 @@ def main(argv=None, prog: str = "python -m train.corpus validate") -> int:
     try:
         problems = validate(args.path, tuple(args.labels), args.targets)
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return input_error(err)
     if problems:
         print(f"\n{len(problems)} problem(s):", file=sys.stderr)
         for line in problems:
