@@ -93,3 +93,22 @@ def test_modes_are_validated():
             parse_mode(bad)
     with pytest.raises(ValueError, match="unknown mode"):
         parse_mode("int4")
+
+
+def test_a_blended_mean_pooling_folder_has_no_pipeline_row(tiny_model, corpus, tmp_path, capsys):
+    """transformers.pipeline would put a fresh head on a mean-pooling encoder: no such row."""
+    import shutil
+
+    from infer.manifest import ModelManifest
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    manifest = ModelManifest.load(folder)
+    manifest.replace(temperature=2.0).save(folder)  # any non-plain folder
+    report_file = tmp_path / "bench.json"
+    assert main(["--model", str(folder), "--data", str(corpus), "--device", "cpu", "--rows", "8", "--rounds", "1",
+                 "--modes", "fp32", "--warmup-rows", "2", "--peak-size", "64", "--json", str(report_file)]) == 0
+    report = json.loads(report_file.read_text())
+    assert [r["mode"] for r in report["results"]] == ["fp32"]
+    assert report["results"][0]["vs_pipeline"] is None
+    assert "| outreach-guard fp32 |" in capsys.readouterr().out

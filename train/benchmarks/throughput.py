@@ -25,6 +25,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import logging
 import platform
 import random
 import resource
@@ -52,6 +53,8 @@ from infer.fastpath import onednn_linear_supported  # noqa: E402
 from infer.io import read_table  # noqa: E402
 from infer.manifest import ModelManifest  # noqa: E402
 from infer.text import normalize_text, tokenize  # noqa: E402
+
+logger = logging.getLogger("train.benchmarks")
 
 BASE_MODES = ("fp32", "bf16", "fp16", "auto", "int8-dynamic")
 PIPELINE = "pipeline"
@@ -367,8 +370,16 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     model_config = AutoConfig.from_pretrained(args.model)
 
     context = multiprocessing.get_context("spawn")
+    # transformers.pipeline loads only transformers' own heads: a mean-pooling head or a blended
+    # TF-IDF model would be silently replaced by a fresh head, so such folders have no pipeline row.
+    baseline = [PIPELINE] if config.plain else []
+    if not baseline:
+        logger.warning("%s has a mean-pooling head, a temperature or a blend, which transformers.pipeline cannot "
+                       "load: no pipeline row", args.model)
+        if PIPELINE in profile_modes:
+            raise ValueError("--profile pipeline: this model folder has no pipeline row")
     specs = [ScorerSpec(mode, str(args.model), args.device, args.threads, args.max_tokens, args.chunk_size,
-                        args.pipeline_batch_size) for mode in [PIPELINE, *modes]]
+                        args.pipeline_batch_size) for mode in [*baseline, *modes]]
     workers = [Worker(context, spec, texts, agreement_texts, args.warmup_rows) for spec in specs]
     try:
         facts = {w.spec.mode: w.ask() for w in workers}
@@ -396,7 +407,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
                 w.process.kill()
 
     reference = agreement_probs["fp32"]
-    pipeline_rate = statistics.median(args.rows / s for s in seconds[PIPELINE])
+    pipeline_rate = statistics.median(args.rows / s for s in seconds[PIPELINE]) if baseline else None
     results = []
     for spec in specs:
         rates = sorted(args.rows / s for s in seconds[spec.mode])
@@ -408,7 +419,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         agreement, max_diff = label_agreement(config.task, reference, agreement_probs[spec.mode])
         results.append({
             "mode": spec.mode, "precision": precision, "msgs_per_s": median_rate, "msgs_per_s_min": rates[0],
-            "msgs_per_s_max": rates[-1], "vs_pipeline": median_rate / pipeline_rate, "peak_rss_bytes": rss[spec.mode],
+            "msgs_per_s_max": rates[-1], "vs_pipeline": median_rate / pipeline_rate if pipeline_rate else None, "peak_rss_bytes": rss[spec.mode],
             "gflops": achieved, "peak_gflops": peak, "peak_fraction": achieved / peak if achieved else None,
             "label_agreement": agreement, "max_prob_diff": max_diff, "facts": facts[spec.mode],
             "user_cpu_s": sum(u for u, _ in cpu_times[spec.mode]), "system_cpu_s": sum(k for _, k in cpu_times[spec.mode]),
@@ -536,7 +547,8 @@ def format_report(report: dict) -> str:
         agreement = "reference" if r["mode"] == "fp32" else f"{r['label_agreement']:.2%}"
         diff = "reference" if r["mode"] == "fp32" else f"{r['max_prob_diff']:.1e}"
         lines.append(f"| {name} | {r['msgs_per_s']:,.1f} ({r['msgs_per_s_min']:,.1f}-{r['msgs_per_s_max']:,.1f}) "
-                     f"| {r['vs_pipeline']:.1f}x | {_mb(r['peak_rss_bytes'])} | {gflops} | {fraction} "
+                     f"| {'n/a' if r['vs_pipeline'] is None else format(r['vs_pipeline'], '.1f') + 'x'} "
+                     f"| {_mb(r['peak_rss_bytes'])} | {gflops} | {fraction} "
                      f"| {agreement} | {diff} |")
     lines += ["", "CPU time in the timed rounds, user + system (system: page faults, thread waits): " + "; ".join(
         f"{'pipeline' if r['mode'] == PIPELINE else r['mode']} {r['user_cpu_s']:,.0f} + {r['system_cpu_s']:,.0f} s"
