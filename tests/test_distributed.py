@@ -152,3 +152,23 @@ def test_importing_infer_does_not_import_ray():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_the_cluster_benchmark_runs_commands_the_scorers_accept(tmp_path):
+    """The benchmark's command lines parse with the two commands' own parsers."""
+    import argparse
+
+    from infer.cli import build_parser as infer_parser
+    from infer.distributed import build_parser as distributed_parser
+    from train.benchmarks.cluster import commands
+
+    args = argparse.Namespace(model="m", precision="fp32")
+    scorers = commands(args, workers=[1, 2], cpus=2)
+    assert list(scorers) == ["python -m infer", "Ray, 1 worker x 2 CPU", "Ray, 2 workers x 1 CPU"]
+    for name, cmd in scorers.items():
+        argv = cmd(tmp_path / "in.jsonl", tmp_path / "out")
+        parser = infer_parser() if argv[2] == "infer" else distributed_parser()
+        parsed = parser.parse_args(argv[3:])
+        assert parsed.model == "m" and parsed.precision == "fp32"
+        if argv[2] == "infer.distributed":
+            assert (parsed.workers, parsed.cpus_per_worker) == ((1, 2) if "1 worker" in name else (2, 1))

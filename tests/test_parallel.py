@@ -17,15 +17,10 @@ from train.recipes.parallel import check_data_parallel, effective_batch_size
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def two_process_run(tiny_base, tiny_data_files, tmp_path_factory):
-    """``torchrun --nproc_per_node 2 -m train`` on the tiny recipe *without* ``use_cpu``: the launch
-    that accelerate alone would run as two separate single-process trainings."""
-    folder = tmp_path_factory.mktemp("ddp")
-    raw = tiny_recipe(tiny_base, tiny_data_files)
-    del raw["training"]["use_cpu"]
+def launch_two_processes(recipe: dict, folder: Path):
+    """``torchrun --standalone --nproc_per_node 2 -m train --config <recipe>``; the run folder and the result."""
     config = folder / "tiny.yaml"
-    config.write_text(yaml.safe_dump(raw))
+    config.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("ACCELERATE_USE_CPU", None)
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -33,6 +28,15 @@ def two_process_run(tiny_base, tiny_data_files, tmp_path_factory):
                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert res.returncode == 0, res.stderr[-4000:]
     return folder / "run", res
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tiny_base, tiny_data_files, tmp_path_factory):
+    """Two CPU processes (gloo) on the tiny recipe *without* ``use_cpu``: the launch that
+    accelerate alone would run as two separate single-process trainings."""
+    raw = tiny_recipe(tiny_base, tiny_data_files)
+    del raw["training"]["use_cpu"]
+    return launch_two_processes(raw, tmp_path_factory.mktemp("ddp"))
 
 
 def test_two_processes_train_one_model_with_half_the_steps(two_process_run, trained_run):
@@ -80,3 +84,12 @@ def test_a_launch_the_trainer_runs_as_one_process_is_refused():
 def test_effective_batch_size_counts_accumulation_and_processes():
     assert effective_batch_size({}, 1) == 8  # TrainingArguments' default per-device batch
     assert effective_batch_size({"per_device_train_batch_size": 4, "gradient_accumulation_steps": 3}, 2) == 24
+
+
+@pytest.mark.multigpu
+def test_two_gpu_processes_train_one_model_with_nccl(tiny_base, tiny_data_files, tmp_path):
+    run_dir, res = launch_two_processes(tiny_recipe(tiny_base, tiny_data_files, use_cpu=False), tmp_path)
+    metrics = json.loads((run_dir / "model" / "metrics.json").read_text())
+    assert metrics["train"]["world_size"] == 2 and metrics["validation"]["n"] == 16
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "model"]
+    assert res.stdout.count("model written to") == 1
