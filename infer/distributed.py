@@ -153,7 +153,7 @@ class ScoreBatch:
         n = batch.num_rows
         ids = columns.get(self.id_column) or [None] * n
         # Errors name a row by its number in its file; rows of a dataset without one by their id.
-        numbers = columns.get("row") or ids
+        numbers = columns.get("row") or [i if i is not None else "without an id" for i in ids]
         errors = columns.get(_READ_ERROR) or [None] * n
         details = columns.get(_READ_DETAIL) or [None] * n
         return [InputRow(numbers[i], ids[i], columns[self.text_column][i], errors[i], details[i]) for i in range(n)]
@@ -201,6 +201,9 @@ def score_files(inputs: str | Sequence[str], model: str | Path, output: str | Pa
     rows = read_files(inputs, text_column=text_column, id_column=id_column, input_format=input_format)
     scored = score_dataset(rows, model, carry=SOURCE_COLUMNS, **kwargs)
     scored.write_parquet(str(output.resolve()))
+    if not any(output.glob("*.parquet")):  # inputs without a single row: Ray writes no file
+        output.mkdir(parents=True, exist_ok=True)
+        return collections.Counter()
     return collections.Counter(load_results(output, columns=["status"]).column("status").to_pylist())
 
 
@@ -224,7 +227,8 @@ def build_parser(prog: str = "python -m infer.distributed") -> argparse.Argument
     p.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per actor (0: score on CPUs)")
     p.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs per actor (its torch threads)")
     p.add_argument("--batch-size", type=int, default=512, help="rows per map_batches call")
-    p.add_argument("--address", default=None, help="an existing cluster (default: RAY_ADDRESS, else a local one)")
+    p.add_argument("--address", default=None, help="an existing cluster, HOST:PORT (default: RAY_ADDRESS, else "
+                   "the cluster `ray start` last started on this machine, else a new local one)")
     p.add_argument("--text-column", default="text")
     p.add_argument("--id-column", default="id", help="passed through; the 1-based row number when absent")
     p.add_argument("--input-format", choices=["jsonl", "csv", "parquet"])
@@ -245,7 +249,7 @@ def main(argv=None, prog: str = "python -m infer.distributed") -> int:
         check_inputs(files, args.text_column, args.id_column, args.input_format)
         ray = _ray()
         if not ray.is_initialized():
-            ray.init(address=args.address, logging_level=logging.WARNING)  # None: RAY_ADDRESS, else local
+            ray.init(address=args.address, logging_level=logging.WARNING)  # None: see --address
         ray.data.DataContext.get_current().enable_progress_bars = not args.no_progress
         print(f"ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs, {ray.cluster_resources().get('GPU', 0):.0f} "
               f"GPUs; {args.workers} workers; {len(files)} input files", file=sys.stderr)
