@@ -47,7 +47,7 @@ def score_rows(classifier: Classifier, rows: Iterable[InputRow]) -> list[dict]:
         elif row.text is None:
             out.append(_error_row(row_id, "null_text", f"row {row.row}: text is null"))
         elif not isinstance(row.text, str):
-            out.append(_error_row(row_id, "not_a_string", f"row {row.row}: text is {type(row.text).__name__}, expected a string"))
+            out.append(_error_row(row_id, "not_a_string", f"row {row.row}: {not_a_string(row.text)}"))
         elif _is_blank(row.text, settings):
             out.append(_error_row(row_id, "empty_text", f"row {row.row}: text is empty after normalisation"))
         else:
@@ -60,6 +60,11 @@ def score_rows(classifier: Classifier, rows: Iterable[InputRow]) -> list[dict]:
         else:
             out[i].update(label=pred.label, score=pred.score, probs=pred.probs, status="ok", error=None)
     return out
+
+
+def not_a_string(text) -> str:
+    """The error detail of a text that is not a string (its type, never its value)."""
+    return f"text is {type(text).__name__}, expected a string"
 
 
 def _is_blank(text: str, settings) -> bool:

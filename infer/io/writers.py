@@ -52,18 +52,7 @@ class ResultWriter:
         os.fsync(self._fh.fileno())
 
     def _write_parquet(self, rows):
-        import pyarrow as pa
-
-        schema = _parquet_schema()
-        table = pa.table({
-            "id": [None if r["id"] is None else str(r["id"]) for r in rows],
-            "label": [r["label"] for r in rows],
-            "score": [r["score"] for r in rows],
-            "probs": [None if r["probs"] is None else list(r["probs"].items()) for r in rows],
-            "status": [r["status"] for r in rows],
-            "error": [r["error"] for r in rows],
-        }, schema=schema)
-        self._open_parquet().write_table(table)
+        self._open_parquet().write_table(results_table(rows))
 
     def _open_parquet(self):
         if self._parquet is None:
@@ -86,6 +75,20 @@ class ResultWriter:
 
     def __exit__(self, exc_type, *exc):
         self.close(complete=exc_type is None)
+
+
+def results_table(rows: list[dict]):
+    """Result rows as the Arrow table a Parquet output holds (``id`` as text, ``probs`` as a map)."""
+    import pyarrow as pa
+
+    return pa.table({
+        "id": [None if r["id"] is None else str(r["id"]) for r in rows],
+        "label": [r["label"] for r in rows],
+        "score": [r["score"] for r in rows],
+        "probs": [None if r["probs"] is None else list(r["probs"].items()) for r in rows],
+        "status": [r["status"] for r in rows],
+        "error": [r["error"] for r in rows],
+    }, schema=_parquet_schema())
 
 
 def _parquet_schema():

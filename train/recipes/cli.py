@@ -39,6 +39,8 @@ def main(argv=None, prog: str = "python -m train") -> int:
         run = train(recipe, args.output_dir, resume=args.resume, command=command)
     except InputError as err:  # bad data (DataError): found before training starts
         return input_error(err)
+    if os.environ.get("RANK", "0") != "0":  # data-parallel: the main process reports the run it wrote
+        return 0
     summary = {k: run.f1(k) for k in run.metrics
                if isinstance(run.metrics[k], dict) and k not in ("train", "components")}
     print(f"model written to {run.model_dir} in {run.metrics['train']['runtime_s']:.0f}s of training; F1: {summary}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Recipe
+from .parallel import check_data_parallel, cpu_data_parallel
 
 logger = logging.getLogger("train")
 
@@ -29,6 +30,7 @@ class FitResult:
     loss: float | None
     class_weights: list[float] | None
     bf16: bool
+    steps: int | None = None  # optimizer steps (each process takes every one under data parallelism)
 
 
 def resolve_bf16(value) -> bool:
@@ -105,10 +107,14 @@ def training_arguments(recipe: Recipe, run_dir: Path, has_eval: bool):
 
     if training["bf16"] and not torch.cuda.is_available():
         training["use_cpu"] = True  # bf16 autocast on CPU: accelerate requires the CPU to be asked for
+    if cpu_data_parallel():
+        training["use_cpu"] = True  # else each launched CPU process trains alone (train.recipes.parallel)
     if not has_eval:
         for key in ("eval_strategy", "load_best_model_at_end"):
             training.pop(key, None)
-    return TrainingArguments(**training)
+    args = TrainingArguments(**training)
+    check_data_parallel(args.world_size)
+    return args
 
 
 def fit(recipe: Recipe, model, tokenizer, train_ds, eval_ds, task, run_dir: Path,
@@ -145,7 +151,7 @@ def fit(recipe: Recipe, model, tokenizer, train_ds, eval_ds, task, run_dir: Path
     result = trainer.train(resume_from_checkpoint=last)
     return FitResult(trainer.model, time.perf_counter() - started,
                      round(result.metrics.get("train_samples_per_second", 0.0), 2), result.metrics.get("epoch"),
-                     result.metrics.get("train_loss"), weights, bool(targs.bf16))
+                     result.metrics.get("train_loss"), weights, bool(targs.bf16), steps=result.global_step)
 
 
 def last_checkpoint(folder: Path):

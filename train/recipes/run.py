@@ -6,6 +6,10 @@ model and tokenizer -> tokenise with infer's text pipeline -> the method's ``fit
 a staging folder -> score validation and test with the ``infer`` runtime, pick the threshold
 on validation -> manifest, metrics, recipe and model card -> rename the staging folder into
 place, so a crash never leaves a model folder that looks complete but is not.
+
+Launched as several processes (``torchrun``, ``accelerate launch``; see ``parallel``), every
+process trains its shard of each batch; the main process tokenises first and alone does
+everything after ``fit``, while the others wait for it and return the run it wrote.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from ..evaluation.threshold import select_threshold
 from .config import Recipe
 from .data import label_counts, load_splits, resolve_labels
 from .model_card import render_model_card
+from .parallel import effective_batch_size, process_state
 
 logger = logging.getLogger("train")
 
@@ -89,9 +94,17 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
             logger.info("%s: %d rows %s", name, len(ds), label_counts(ds["label"]))
 
     tokenizer, model = method.load_model(recipe, labels)
-    train_ds = tokenized(splits["train"], tokenizer, recipe, label_ids)
-    eval_ds = tokenized(splits["validation"], tokenizer, recipe, label_ids) if splits["validation"] else None
+    state = process_state(recipe.training)
+    with state.main_process_first():  # the others wait, then tokenise the same way
+        train_ds = tokenized(splits["train"], tokenizer, recipe, label_ids)
+        eval_ds = tokenized(splits["validation"], tokenizer, recipe, label_ids) if splits["validation"] else None
     fitted = method.fit(recipe, model, tokenizer, train_ds, eval_ds, task, run_dir, resume)
+
+    final = run_dir / "model"
+    world_size = state.num_processes
+    if not state.is_main_process:  # the main process scores, picks the threshold and writes the folder
+        state.wait_for_everyone()
+        return TrainingRun(final, ModelManifest.load(final), ModelManifest.load_metrics(final))
 
     staging = run_dir / f".model.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -120,7 +133,9 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
                                      precision="fp32", trust_remote_code=recipe.model.trust_remote_code)
     metrics = {"train": {"rows": len(train_ds), "runtime_s": round(fitted.seconds, 1),
                          "examples_per_s": fitted.examples_per_s, "epochs": fitted.epochs, "loss": fitted.loss,
-                         "class_weights": fitted.class_weights, "bf16": fitted.bf16}}
+                         "class_weights": fitted.class_weights, "bf16": fitted.bf16,
+                         "steps": getattr(fitted, "steps", None), "world_size": world_size,
+                         "effective_batch_size": effective_batch_size(recipe.training, world_size)}}
     # Without a validation split, binary tasks fall back to the fixed value or 0.5.
     if task.binary:
         task = task.with_threshold(recipe.threshold.value if recipe.threshold.rule == "fixed" else 0.5)
@@ -152,7 +167,6 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
         (f"# {command}\n" if command else "") + yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     (staging / "README.md").write_text(render_model_card(recipe, manifest, metrics, command))
 
-    final = run_dir / "model"
     if final.exists():
         old = run_dir / f".model.old-{os.getpid()}"
         os.replace(final, old)
@@ -160,6 +174,7 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, final)
+    state.wait_for_everyone()
     return TrainingRun(final, manifest, metrics)
 
 
