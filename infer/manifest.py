@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .io.readers import InputError
+from .tags import TagSpec
 from .text import TextSettings
 
 #: The file in a model folder that this module reads and writes.
@@ -121,13 +122,15 @@ class ModelManifest:
     ``task``: the label head. ``text``: the text pipeline the model was trained with.
     ``base_model``: what was fine-tuned. ``provenance``: how the folder was made (``command``,
     ``recipe``, ``data``, ``method``, ``versions``, ``created``); free-form, for people and
-    benchmarks, never needed to score.
+    benchmarks, never needed to score. ``tags``: the tactic-tag head (:class:`infer.tags.TagSpec`),
+    None when the model has none.
     """
 
     task: TaskSpec
     text: TextSettings = TextSettings()
     base_model: str | None = None
     provenance: dict = dataclasses.field(default_factory=dict)
+    tags: TagSpec | None = None
 
     # Convenience views of the label head.
     @property
@@ -146,8 +149,11 @@ class ModelManifest:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return {"format_version": FORMAT_VERSION, "task": self.task.to_dict(), "text": self.text.to_dict(),
-                "base_model": self.base_model, "provenance": self.provenance}
+        out = {"format_version": FORMAT_VERSION, "task": self.task.to_dict(), "text": self.text.to_dict(),
+               "base_model": self.base_model, "provenance": self.provenance}
+        if self.tags is not None:  # absent, not null, without a tag head: older readers see no change
+            out["tags"] = self.tags.to_dict()
+        return out
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder, MANIFEST_FILE)
@@ -163,7 +169,7 @@ class ModelManifest:
             raise ValueError(f"format_version {version} is newer than this outreach-guard reads ({FORMAT_VERSION})")
         task = data["task"] if version >= 2 else data  # version 1 kept the task's fields at the top
         return cls(TaskSpec.from_dict(task), TextSettings.from_dict(data.get("text")), data.get("base_model"),
-                   dict(data.get("provenance") or {}))
+                   dict(data.get("provenance") or {}), TagSpec.from_dict(data.get("tags")))
 
     @classmethod
     def load(cls, folder: str | Path) -> "ModelManifest":

@@ -23,13 +23,16 @@ import yaml
 
 from infer.classifier import Classifier
 from infer.manifest import ModelManifest, TaskSpec
+from infer.tags import save_tag_head, split_output_layer
 from infer.text import tokenize
 
 from ..evaluation.metrics import classification_metrics
+from ..evaluation.tag_metrics import select_tag_thresholds, tag_metrics
 from ..evaluation.threshold import select_threshold
 from .config import Recipe
 from .data import label_counts, load_splits, resolve_labels
 from .model_card import render_model_card
+from .tags import add_tag_head, recipe_tag_spec, tag_targets
 
 logger = logging.getLogger("train")
 
@@ -53,11 +56,15 @@ def default_run_dir(recipe: Recipe) -> Path:
     return Path("runs") / (Path(recipe.source).stem if recipe.source else "run")
 
 
-def tokenized(ds, tokenizer, recipe: Recipe, label_ids: dict):
+def tokenized(ds, tokenizer, recipe: Recipe, label_ids: dict, tag_spec=None):
+    """Token ids, lengths and labels; with a tag head, ``labels`` is ``[class, tag bits...]`` per row."""
     def encode(batch):
         ids, _ = tokenize(tokenizer, batch["text"], recipe.text)
-        return {"input_ids": ids, "length": [len(x) for x in ids],
-                "labels": [label_ids[lab] for lab in batch["label"]]}
+        labels = [label_ids[lab] for lab in batch["label"]]
+        if tag_spec is not None:
+            bits = tag_targets(tag_spec, batch[recipe.tags.column], "training data").astype(int).tolist()
+            labels = [[lab, *row] for lab, row in zip(labels, bits)]
+        return {"input_ids": ids, "length": [len(x) for x in ids], "labels": labels}
 
     return ds.map(encode, batched=True, remove_columns=ds.column_names, desc="tokenising")
 
@@ -84,10 +91,22 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
         if ds is not None:
             logger.info("%s: %d rows %s", name, len(ds), label_counts(ds["label"]))
 
+    tag_spec = recipe_tag_spec(recipe)
+    if tag_spec is not None:
+        if recipe.method != "full":
+            raise ValueError(f"tags.enabled: a tag head trains with method full only, not {recipe.method!r}")
+        for name, ds in splits.items():
+            if ds is not None and recipe.tags.column not in ds.column_names:
+                raise ValueError(f"tags.enabled: the {name} split has no {recipe.tags.column!r} column")
+
     tokenizer, model = method.load_model(recipe, labels)
-    train_ds = tokenized(splits["train"], tokenizer, recipe, label_ids)
-    eval_ds = tokenized(splits["validation"], tokenizer, recipe, label_ids) if splits["validation"] else None
+    if tag_spec is not None:
+        add_tag_head(model, len(labels), len(tag_spec.names), seed=int(recipe.training.get("seed", 42)))
+    train_ds = tokenized(splits["train"], tokenizer, recipe, label_ids, tag_spec)
+    eval_ds = tokenized(splits["validation"], tokenizer, recipe, label_ids, tag_spec) if splits["validation"] else None
     fitted = method.fit(recipe, model, tokenizer, train_ds, eval_ds, task, run_dir, resume)
+    if tag_spec is not None:  # the folder holds a plain classifier plus tag_head.safetensors
+        tag_head = split_output_layer(fitted.model, len(labels), len(tag_spec.names))
 
     staging = run_dir / f".model.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -98,8 +117,10 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
                   "data": recipe.data.describe() if rows is None else "rows given to train()",
                   "training_rows": len(train_ds),
                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": _versions()}
-    manifest = ModelManifest(task, recipe.text, recipe.model.name_or_path, provenance)
+    manifest = ModelManifest(task, recipe.text, recipe.model.name_or_path, provenance, tags=tag_spec)
     manifest.save(staging)
+    if tag_spec is not None:
+        save_tag_head(staging, *tag_head)
 
     # Score validation and test with the runtime, which keeps input order (the Trainer's
     # predict() does not under group_by_length sampling), on the CPU when the recipe says so.
@@ -115,7 +136,7 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
         ds = splits[name]
         if ds is None or len(ds) == 0:
             continue
-        probs = clf.predict_proba(ds["text"])
+        probs, tag_probs = clf.predict_proba_and_tags(ds["text"])
         y = np.array([label_ids.get(lab, -1) for lab in ds["label"]])
         if name == "validation" and task.binary:
             threshold = select_threshold(y == task.positive_index, task.scores(probs), recipe.threshold.rule,
@@ -123,7 +144,13 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
             task = task.with_threshold(threshold)
             logger.info("threshold (%s on validation): %.4f", recipe.threshold.rule, threshold)
         metrics[name] = classification_metrics(y, probs, task)
-    manifest = manifest.replace(task=task)
+        if tag_spec is not None:
+            targets = tag_targets(tag_spec, ds[recipe.tags.column], f"{name} split")
+            if name == "validation":
+                tag_spec = tag_spec.with_thresholds(select_tag_thresholds(targets, tag_probs, recipe.tags.threshold_rule))
+                clf.manifest = clf.manifest.replace(tags=tag_spec)
+            metrics[name]["tags"] = tag_metrics(targets, tag_probs, tag_spec)
+    manifest = manifest.replace(task=task, tags=tag_spec)
     manifest.save(staging)
     metrics["command"] = command
     ModelManifest.save_metrics(staging, metrics)
