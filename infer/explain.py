@@ -18,10 +18,12 @@ from typing import Sequence
 
 import numpy as np
 
-#: Where a sentence ends: terminal punctuation (and closing quotes/brackets) before whitespace, or a line break.
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\s*\n\s*")
-#: Where a clause ends inside one sentence.
-_CLAUSE_END = re.compile(r"(?<=[;:,])\s+|\s+[-–—]+\s+")
+#: Between sentences: terminal punctuation (with closing quotes/brackets, kept in the sentence)
+#: before whitespace, or a line break. A sentence ends at the boundary's first whitespace.
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|\s*\n\s*")
+#: Between clauses of one sentence: ``;``, ``:`` or ``,`` before whitespace, or a dash between spaces.
+_CLAUSE_END = re.compile(r"[;:,]\s+|\s+[-–—]+\s+")
+_SPACE = re.compile(r"\s")
 #: Sentences occluded per message; a longer message's later sentences are not weighed (the
 #: model reads at most ``max_length`` tokens of it anyway).
 MAX_UNITS = 32
@@ -31,7 +33,7 @@ TOP_K = 3
 def _split(text: str, start: int, end: int, boundary: re.Pattern) -> list[tuple[int, int]]:
     spans, pos = [], start
     for m in boundary.finditer(text, start, end):
-        spans.append((pos, m.start()))
+        spans.append((pos, _SPACE.search(text, m.start(), m.end()).start()))
         pos = m.end()
     spans.append((pos, end))
     out = []

@@ -62,7 +62,7 @@ def highlighted(text: str, evidence: list[dict]) -> str:
         if start < pos or end > len(text) or text[start:end] != item["text"]:
             raise ValueError(f"evidence span {start}:{end} does not match its message")
         parts.append(html.escape(text[pos:start]))
-        parts.append(f'<mark data-start="{start}" data-end="{end}" data-drop="{item["drop"]:.4f}" '
+        parts.append(f'<mark data-start="{start}" data-end="{end}" data-drop="{item["drop"]:.6g}" '
                      f'title="score drop without it: {item["drop"]:.3f}">{html.escape(text[start:end])}</mark>')
         pos = end
     parts.append(html.escape(text[pos:]))
