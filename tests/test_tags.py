@@ -221,6 +221,7 @@ def test_training_with_tags_writes_a_tag_head_thresholds_and_metrics(tagged_run,
     assert output_layer(AutoModelForSequenceClassification.from_pretrained(folder), 2).out_features == 2
     recipe = json.loads((folder / "outreach_guard.json").read_text())["provenance"]["recipe"]
     assert recipe["tags"]["enabled"] is True
+    assert "Tactic tags (10, `tag_head.safetensors`" in (folder / "README.md").read_text()
 
 
 def test_training_without_tags_writes_no_tag_head(trained_run):
