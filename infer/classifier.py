@@ -19,6 +19,7 @@ from .device import resolve_precision, select_device, torch_dtype
 from .fastpath import FastPathReport, optimize_for_inference
 from .heads import MeanPoolingClassifier
 from .manifest import MANIFEST_FILE, ModelFolderError, ModelManifest, TaskSpec
+from .tags import head_probabilities, load_tag_head, widen_output_layer
 from .text import tokenize
 
 logger = logging.getLogger(__name__)
@@ -31,9 +32,18 @@ class Prediction:
     label: str
     score: float  # probability of the positive class (binary tasks), else of the top class
     probs: dict[str, float]
+    # Models with a tag head (infer.tags): tag -> probability, and the tags over their thresholds.
+    tactics: dict[str, float] | None = None
+    tags: list[str] | None = None
+    # Only when asked for (infer.explain): the sentences that most raise the score.
+    evidence: list[dict] | None = None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        for key in ("tactics", "tags", "evidence"):
+            if out[key] is None:
+                del out[key]
+        return out
 
 
 def check_weights_format(folder: Path, allow_pickle: bool) -> None:
@@ -187,6 +197,11 @@ class Classifier:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
+        if manifest.tags is not None:  # the tag head's rows go onto the label head's output layer
+            try:
+                widen_output_layer(model, len(manifest.labels), *load_tag_head(folder, manifest.tags))
+            except ValueError as err:
+                raise ModelFolderError(f"{folder}: {err}") from None
         model.to(dev).eval()
         report = None
         if fast_path:
@@ -241,7 +256,7 @@ class Classifier:
         non_blocking = self.device.type == "cuda"
         logits = self._run_model(input_ids=input_ids.to(self.device, non_blocking=non_blocking),
                                  attention_mask=attention.to(self.device, non_blocking=non_blocking)).logits
-        return torch.softmax(logits.float(), dim=-1)
+        return head_probabilities(logits.float(), len(self.manifest.labels))
 
     def _forward(self, batch: list[list[int]]) -> np.ndarray:
         return self._forward_on_device(batch).cpu().numpy()
@@ -267,6 +282,20 @@ class Classifier:
         texts = list(texts)
         return self.combine(self.model_proba(texts), texts)
 
+    def predict_proba_and_tags(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class probabilities (as :meth:`predict_proba`) and, for a model with a tag head, tag
+        probabilities ``(len(texts), len(tags))`` (else None), from one pass."""
+        texts = list(texts)
+        network, tags = self.model_proba_and_tags(texts)
+        return self.combine(network, texts), tags
+
+    def model_proba_and_tags(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The network's own class probabilities (no temperature, no blend) and its tag
+        probabilities (None without a tag head), from one pass."""
+        outputs = self._predict_outputs(texts)
+        n = len(self.manifest.labels)
+        return outputs[:, :n], (outputs[:, n:] if self.manifest.tags is not None else None)
+
     def combine(self, model_probs: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """What :meth:`predict_proba` returns, from :meth:`model_proba`'s output for ``texts``."""
         probs = apply_temperature(model_probs, self.manifest.temperature)
@@ -287,11 +316,16 @@ class Classifier:
 
     def model_proba(self, texts: Sequence[str]) -> np.ndarray:
         """The network's own class probabilities (no temperature, no blend), rows in input order."""
+        return self.model_proba_and_tags(texts)[0]
+
+    def _predict_outputs(self, texts: Sequence[str]) -> np.ndarray:
+        """The network's class probabilities, then tag probabilities when the model has a tag head."""
         texts = list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"text {i} is {type(t).__name__}, expected str")
-        probs = np.zeros((len(texts), len(self.manifest.labels)), dtype=np.float32)
+        tags = self.manifest.tags
+        probs = np.zeros((len(texts), len(self.manifest.labels) + (len(tags.names) if tags else 0)), dtype=np.float32)
         if not texts:
             return probs
         for start, windows, owners in self._encoded_blocks(texts):
@@ -312,6 +346,11 @@ class Classifier:
             if window_probs[w, key] > best[owner]:
                 best[owner] = window_probs[w, key]
                 out[owner] = window_probs[w]
+        n_labels = len(self.manifest.labels)
+        if window_probs.shape[1] > n_labels:  # a long message shows a tag if any window does
+            tag_max = np.zeros((n, window_probs.shape[1] - n_labels), dtype=np.float32)
+            np.maximum.at(tag_max, np.asarray(owners), window_probs[:, n_labels:])
+            out[:, n_labels:] = tag_max
         return out
 
     def decide(self, probs: np.ndarray) -> list[str]:
@@ -320,8 +359,17 @@ class Classifier:
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Per text: the label, the score (see :meth:`TaskSpec.scores`) and all class probabilities."""
-        probs = self.predict_proba(texts)
+        probs, tag_probs = self.predict_proba_and_tags(texts)
+        return self.predictions(probs, tag_probs)
+
+    def predictions(self, probs: np.ndarray, tag_probs: np.ndarray | None = None) -> list[Prediction]:
+        """:class:`Prediction` objects from :meth:`predict_proba_and_tags`' outputs."""
         labels = self.manifest.labels
         scores = self.task.scores(probs)
-        return [Prediction(label, float(score), {name: float(p) for name, p in zip(labels, row)})
-                for row, label, score in zip(probs, self.decide(probs), scores)]
+        spec = self.manifest.tags
+        if spec is None or tag_probs is None:
+            return [Prediction(label, float(score), {name: float(p) for name, p in zip(labels, row)})
+                    for row, label, score in zip(probs, self.decide(probs), scores)]
+        return [Prediction(label, float(score), {name: float(p) for name, p in zip(labels, row)},
+                           {name: float(p) for name, p in zip(spec.names, tag_row)}, spec.tags_of(tag_row))
+                for row, label, score, tag_row in zip(probs, self.decide(probs), scores, tag_probs)]

@@ -33,6 +33,11 @@ def build_parser(prog: str = "python -m infer") -> argparse.ArgumentParser:
                    "(use the same --chunk-size)")
     p.add_argument("--long-text", choices=["truncate", "sliding_window"],
                    help="override the model's policy for texts over its max_length (default: as trained)")
+    p.add_argument("--explain", action="store_true",
+                   help="add `evidence` to every row: the sentences that most raise the score, with character "
+                        "offsets into the input text, the sentence and the score drop without it (leave-one-"
+                        "sentence-out occlusion: extra passes, several times slower; off by default). Evidence "
+                        "holds message text: the output file then contains excerpts of the input")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading .bin (pickle) weights")
     p.add_argument("--trust-remote-code", action="store_true")
@@ -100,7 +105,8 @@ def main(argv=None, prog: str = "python -m infer") -> int:
             report_agreement(clf, args)
         counts = score_file(clf, args.input, args.output, text_column=args.text_column, id_column=args.id_column,
                             input_format=args.input_format, output_format=args.output_format,
-                            chunk_size=args.chunk_size, resume=args.resume, progress=not args.no_progress)
+                            chunk_size=args.chunk_size, resume=args.resume, progress=not args.no_progress,
+                            explain=args.explain)
     except (InputError, ModelFolderError, OSError) as err:
         message = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
         print("error: " + " ".join(message.split("\n")), file=sys.stderr)  # one line, whatever the cause

@@ -18,13 +18,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from .io.readers import InputError
+from .tags import TagSpec
 from .text import TextSettings
 
 #: The file in a model folder that this module reads and writes.
 MANIFEST_FILE = "outreach_guard.json"
 #: Evaluation results written next to the manifest by training (``metrics.json``).
 METRICS_FILE = "metrics.json"
-#: 3 added ``head``, ``temperature`` and ``blend``; folders without them still write 2.
+#: 3 added ``head``, ``temperature``, ``blend`` and ``tags``; folders without them still write 2.
 FORMAT_VERSION = 3
 #: ``head.pooling`` values: ``model`` (the architecture's own sequence-classification head) or
 #: ``mean`` (:class:`infer.heads.MeanPoolingClassifier`).
@@ -125,18 +126,20 @@ class ModelManifest:
     ``task``: the label head. ``text``: the text pipeline the model was trained with.
     ``base_model``: what was fine-tuned. ``provenance``: how the folder was made (``command``,
     ``recipe``, ``data``, ``method``, ``versions``, ``created``); free-form, for people and
-    benchmarks, never needed to score.
+    benchmarks, never needed to score. ``tags``: the tactic-tag head (:class:`infer.tags.TagSpec`),
+    None when the model has none.
 
     How the network's outputs become probabilities: ``pooling`` (``model``: the architecture's
     own sequence-classification head; ``mean``: :class:`infer.heads.MeanPoolingClassifier`),
-    ``temperature`` (the logits are divided by it; fitted on validation) and ``blend`` (``None``,
-    or a second model averaged in, see :mod:`infer.blend`).
+    ``temperature`` (the label logits are divided by it; fitted on validation) and ``blend``
+    (``None``, or a second model averaged into the label probabilities, see :mod:`infer.blend`).
     """
 
     task: TaskSpec
     text: TextSettings = TextSettings()
     base_model: str | None = None
     provenance: dict = dataclasses.field(default_factory=dict)
+    tags: TagSpec | None = None
     pooling: str = "model"
     temperature: float = 1.0
     blend: dict | None = None
@@ -173,12 +176,15 @@ class ModelManifest:
 
     @property
     def plain(self) -> bool:
-        """Whether the folder needs nothing beyond format version 2 (transformers' own head)."""
-        return self.pooling == "model" and self.temperature == 1.0 and self.blend is None
+        """Whether the folder needs nothing beyond format version 2 (transformers' own head, no
+        temperature, blend or tag head)."""
+        return self.pooling == "model" and self.temperature == 1.0 and self.blend is None and self.tags is None
 
     def to_dict(self) -> dict:
         data = {"format_version": 2 if self.plain else FORMAT_VERSION, "task": self.task.to_dict(),
                 "text": self.text.to_dict(), "base_model": self.base_model, "provenance": self.provenance}
+        if self.tags is not None:  # absent, not null, without a tag head
+            data["tags"] = self.tags.to_dict()
         if not self.plain:
             data.update(head={"pooling": self.pooling}, temperature=self.temperature, blend=self.blend)
         return data
@@ -197,7 +203,8 @@ class ModelManifest:
             raise ValueError(f"format_version {version} is newer than this outreach-guard reads ({FORMAT_VERSION})")
         task = data["task"] if version >= 2 else data  # version 1 kept the task's fields at the top
         return cls(TaskSpec.from_dict(task), TextSettings.from_dict(data.get("text")), data.get("base_model"),
-                   dict(data.get("provenance") or {}), pooling=(data.get("head") or {}).get("pooling", "model"),
+                   dict(data.get("provenance") or {}), TagSpec.from_dict(data.get("tags")),
+                   pooling=(data.get("head") or {}).get("pooling", "model"),
                    temperature=data.get("temperature", 1.0), blend=data.get("blend"))
 
     @classmethod

@@ -164,3 +164,38 @@ def trained_run(tiny_base, tiny_data_files, tmp_path_factory):
 
     recipe = recipe_from_dict(tiny_recipe(tiny_base, tiny_data_files))
     return train(recipe, tmp_path_factory.mktemp("trained_run"), command="python -m train --config tiny.yaml")
+
+
+# -- tactic tags (infer.tags, train.recipes.tags) ------------------------------------------------
+
+#: Tags the synthetic rows show, by a word of their text (the templates above).
+_TAG_WORDS = {"paid": "paid_analysis", "fee": "paid_analysis", "Telegram": "off_platform", "trip": "travel_offer",
+              "travel": "travel_offer", "between us": "secrecy", "no need to mention": "secrecy",
+              "insight": "flattery", "Loved your": "flattery", "colleagues": "access_probe",
+              "internal": "info_request", "Gift card": "financial_lure", "alumni": "relationship_building"}
+
+
+def tag_rows(rows: list[dict]) -> list[dict]:
+    """``rows`` with a ``tactics`` list each, from the words their texts contain."""
+    return [dict(r, tactics=sorted({tag for word, tag in _TAG_WORDS.items() if word in r["text"]})) for r in rows]
+
+
+@pytest.fixture(scope="session")
+def tagged_data_files(tmp_path_factory):
+    """As ``tiny_data_files``, with a ``tactics`` column."""
+    folder = tmp_path_factory.mktemp("tagged_data")
+    return {
+        "train": write_jsonl(folder / "train.jsonl", tag_rows(make_rows(48, seed=1, prefix="tr"))),
+        "validation": write_jsonl(folder / "validation.jsonl", tag_rows(make_rows(24, seed=2, prefix="va"))),
+        "test": write_jsonl(folder / "test.jsonl", tag_rows(make_rows(24, seed=3, prefix="te"))),
+    }
+
+
+@pytest.fixture(scope="session")
+def tagged_run(tiny_base, tagged_data_files, tmp_path_factory):
+    """One trained tiny model with a tactic-tag head (``tags.enabled``), read-only for tests."""
+    from train.recipes import recipe_from_dict, train
+
+    raw = dict(tiny_recipe(tiny_base, tagged_data_files, num_train_epochs=3), tags={"enabled": True, "loss_weight": 1.0})
+    return train(recipe_from_dict(raw), tmp_path_factory.mktemp("tagged_run"),
+                 command="python -m train --config tiny_tags.yaml")

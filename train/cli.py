@@ -6,6 +6,7 @@
     outreach-guard bench --config configs/bench.yaml       # python -m train.benchmarks
     outreach-guard throughput --model DIR                  # python -m train.benchmarks.throughput
     outreach-guard robustness --model DIR --data F         # python -m train.evaluation.robustness
+    outreach-guard faithfulness --model DIR --data F       # python -m train.evaluation.faithfulness
     outreach-guard validate data/corpus.jsonl              # python -m train.corpus validate
     outreach-guard audit --data data/corpus.jsonl          # python -m train.corpus audit
 
@@ -28,6 +29,7 @@ COMMANDS = {
     "bench": ("train.benchmarks.quality", "compare systems on datasets in one table"),
     "throughput": ("train.benchmarks.throughput", "scoring speed against the transformers pipeline"),
     "robustness": ("train.evaluation.robustness", "F1 under obfuscation"),
+    "faithfulness": ("train.evaluation.faithfulness", "are --explain's sentences faithful, and what they cost"),
     "validate": ("train.corpus.validate", "check a corpus file and print its counts"),
     "audit": ("train.corpus.audit", "TF-IDF shortcut audit of a corpus"),
 }

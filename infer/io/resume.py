@@ -50,13 +50,14 @@ class WrittenOutput:
     kept_counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
 
-def read_written_output(path: Path, fmt: str, chunk_size: int) -> WrittenOutput:
-    """Scan an earlier run's output without changing it."""
+def read_written_output(path: Path, fmt: str, chunk_size: int,
+                        fields: tuple[str, ...] = OUTPUT_FIELDS) -> WrittenOutput:
+    """Scan an earlier run's output (written with columns ``fields``) without changing it."""
     if fmt == "parquet":
         raise InputError(f"{path}: --resume needs a JSONL or CSV output (Parquet cannot be appended to)")
     written = WrittenOutput()
     pending: collections.Counter = collections.Counter()  # statuses since the last chunk boundary
-    records = _jsonl_records(path) if fmt == "jsonl" else _csv_records(path)
+    records = _jsonl_records(path) if fmt == "jsonl" else _csv_records(path, tuple(fields))
     for end, row_id, status in records:
         if row_id is _HEADER:
             written.kept_bytes = end
@@ -89,7 +90,7 @@ def _jsonl_records(path: Path):
                 raise InputError(f"{path}: line {number} is not a result row; not an output of this scorer?") from None
 
 
-def _csv_records(path: Path):
+def _csv_records(path: Path, fields: tuple[str, ...] = OUTPUT_FIELDS):
     """(end offset, id, status) per complete record; the header comes first, as id ``_HEADER``.
 
     Ids may hold quoted line breaks, so records are found by parsing, fed one physical line
@@ -115,14 +116,15 @@ def _csv_records(path: Path):
             return
         except csv.Error:
             record = None
-        complete = record is not None and last_line.endswith(b"\n") and len(record) == len(OUTPUT_FIELDS)
+        complete = record is not None and last_line.endswith(b"\n") and len(record) == len(fields)
         if not complete and consumed == size:
             return  # the record a kill cut off (no terminator, or cut inside the quoted id)
-        if number == 0 and tuple(record or ()) != OUTPUT_FIELDS:
-            raise InputError(f"{path}: the header is not {','.join(OUTPUT_FIELDS)}; not an output of this scorer?")
+        if number == 0 and tuple(record or ()) != fields:
+            raise InputError(f"{path}: the header is not {','.join(fields)}; not an output of this scorer "
+                             "(with the same model and --explain setting)?")
         if not complete:
             raise InputError(f"{path}: record {number} is not a result row; not an output of this scorer?")
-        yield consumed, (_HEADER if number == 0 else record[0]), record[OUTPUT_FIELDS.index("status")]
+        yield consumed, (_HEADER if number == 0 else record[0]), record[fields.index("status")]
 
 
 def skip_written(rows: Iterator[InputRow], written: WrittenOutput, output: Path) -> Iterator[InputRow]:

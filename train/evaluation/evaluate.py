@@ -3,7 +3,9 @@
 Reads top to bottom: parse -> load labelled rows (any JSONL/CSV/Parquet file, optionally one
 split of it) -> score them with the ``infer`` runtime -> metrics at the model's saved threshold,
 threshold-free metrics, calibration, seeded bootstrap intervals, per-slice metrics -> write
-``metrics.json``, ``report.md`` and PNG plots to the output folder.
+``metrics.json``, ``report.md`` and PNG plots to the output folder (and, with ``--html``, a
+self-contained ``report.html`` that shows messages: ``train.evaluation.html_report``). A model
+with a tactic-tag head is also scored per tag when the data has a tags column (``--tags-column``).
 
 The metrics are ``train.metrics``, the same functions the training loop reports, computed
 directly with numpy: nothing is fetched from a hub. Message text is never logged or written
@@ -68,6 +70,14 @@ def parse_args(argv=None, prog: str = "python -m train.evaluation"):
                         "(the saved threshold was picked for the blend: pass --threshold to set another)")
     p.add_argument("--temperature", type=float,
                    help="divide the network's logits by this instead of the saved temperature (1: as trained)")
+    p.add_argument("--html", action="store_true",
+                   help="also write report.html: one self-contained file with the metrics, the plots and, for the "
+                        "highest-scoring messages, the false positives and the false negatives, the MESSAGE TEXT "
+                        "with its evidence highlighted, its tags and its score. Message text appears in it only "
+                        "because you ask for it with this flag (metrics.json and report.md name rows by id)")
+    p.add_argument("--html-examples", type=int, default=10, metavar="N", help="messages per list in report.html")
+    p.add_argument("--tags-column", default="tactics",
+                   help="column with each row's tactic tags, for models with a tag head (per-tag metrics)")
     p.add_argument("--device", default=None)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     return p.parse_args(argv)
@@ -260,6 +270,23 @@ def write_evaluation(folder, result: dict, y, probs, plots: bool = True) -> Path
     return folder
 
 
+def write_html_report(folder, result: dict, clf, rows: LabelledRows, y, probs, tag_probs, task: TaskSpec,
+                      limit: int) -> Path:
+    """``report.html`` in ``folder`` (see :mod:`train.evaluation.html_report`); binary tasks only."""
+    from .html_report import build_examples, render_html
+    from .plots import PLOT_FILES
+
+    if not task.binary:
+        raise DataError("--html needs a binary model (its lists are false positives and false negatives)")
+    examples, totals = build_examples(clf, rows.texts, rows.ids, y, probs, tag_probs, task, limit)
+    folder = Path(folder)
+    plots = {name: folder / "plots" / file for name, file in PLOT_FILES.items() if (folder / "plots" / file).is_file()}
+    path = folder / "report.html"
+    path.write_text(render_html(result, examples, plots, totals), encoding="utf-8")
+    logger.info("wrote %s (it shows message text, as asked for with --html)", path)
+    return path
+
+
 def default_output_dir(model: str, data: str, split: str | None) -> Path:
     model_path = Path(model).resolve()
     run = model_path.parent.name if model_path.name == "model" else model_path.name
@@ -295,16 +322,26 @@ def run_evaluation(args: argparse.Namespace, command: str | None = None) -> dict
     task = clf.task if args.threshold is None else clf.task.with_threshold(args.threshold)
     y = task.label_indices(rows.labels, args.data)
     logger.info("scoring %d rows of %s with %s", len(rows), args.data, args.model)
-    probs = clf.predict_proba(rows.texts)
+    probs, tag_probs = clf.predict_proba_and_tags(rows.texts)
 
     result = evaluate_predictions(y, probs, task, ids=rows.ids, slices={c: rows.columns[c] for c in args.slice_by},
                                   n_resamples=args.bootstrap_resamples, seed=args.seed)
+    if tag_probs is not None and args.tags_column in rows.columns:
+        from .tag_metrics import parse_tag_list, tag_metrics
+
+        try:
+            targets = clf.manifest.tags.targets([parse_tag_list(v) for v in rows.columns[args.tags_column]])
+        except ValueError as err:
+            raise DataError(f"{args.data}: column {args.tags_column!r}: {err}") from None
+        result["tags"] = tag_metrics(targets, tag_probs, clf.manifest.tags)
     result.update(command=command, model=str(args.model), data=spec.describe(), split=args.split,
                   scored_with={"network_only": bool(args.network_only), "temperature": clf.manifest.temperature},
                   threshold_source="--threshold" if args.threshold is not None else
                   ("saved with the model" if clf.threshold is not None else "default 0.5 (none saved)"))
     out = Path(args.output_dir) if args.output_dir else default_output_dir(args.model, args.data, args.split)
     write_evaluation(out, result, y, probs, plots=not args.no_plots)
+    if args.html:
+        write_html_report(out, result, clf, rows, y, probs, tag_probs, task, args.html_examples)
     figures = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in headline(result).items()}
     print(f"wrote {out}/report.md and metrics.json: {figures}")
     return result

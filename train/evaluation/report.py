@@ -109,6 +109,20 @@ def _errors(result: dict) -> list[str]:
     return lines + [""]
 
 
+def _tags(result: dict) -> list[str]:
+    """Per-tag metrics of a model with a tactic-tag head (``train.evaluation.tag_metrics``)."""
+    tags = result.get("tags")
+    if not tags:
+        return []
+    lines = ["## Tactic tags", "", "At each tag's threshold (picked on the validation split); macro averages are "
+             f"over the {tags['macro']['tags']} tags that some row carries.", ""]
+    rows = [[name, m["support"], m["predicted"], m["precision"], m["recall"], m["f1"], m["auprc"]]
+            for name, m in tags["per_tag"].items()]
+    rows += [[f"**{avg} average**", "", "", tags[avg]["precision"], tags[avg]["recall"], tags[avg]["f1"],
+              tags[avg]["auprc"]] for avg in ("micro", "macro")]
+    return lines + _table(["tag", "rows", "flagged", "precision", "recall", "F1", "AUPRC"], rows)
+
+
 def render_report(result: dict) -> str:
     counts = ", ".join(f"{name}: {n}" for name, n in result["class_counts"].items())
     lines = ["# Evaluation report", ""]
@@ -129,6 +143,7 @@ def render_report(result: dict) -> str:
     b = result["bootstrap"]
     lines += [f"- Intervals: {b['method']} bootstrap over rows, {b['resamples']} resamples, seed {b['seed']}", ""]
     lines += _binary_sections(result) if result["task"] == "binary" else _multiclass_sections(result)
+    lines += _tags(result)
     lines += _slices(result)
     lines += _errors(result)
     if result.get("plots"):

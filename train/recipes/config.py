@@ -19,6 +19,8 @@ import yaml
 from infer.io import Columns
 from infer.text import TextSettings
 
+from ..corpus.schema import TACTIC_TAGS
+
 
 @dataclasses.dataclass
 class ModelConfig:
@@ -150,6 +152,33 @@ class BlendConfig:
             raise ValueError(f"blend.tfidf_weight must be in [0, 1), got {self.tfidf_weight}")
 
 
+@dataclasses.dataclass
+class TagsConfig:
+    """A tactic-tag head trained jointly with the label head (off unless ``enabled``).
+
+    ``names``: the tags, in head order (default: the taxonomy's, ``train.corpus.schema.TACTIC_TAGS``);
+    ``column``: the data column holding each row's list of tags; ``loss_weight``: the tags' binary
+    cross-entropy is added to the label's cross-entropy times this; ``threshold_rule``: how each
+    tag's threshold is picked on the validation split (``max_f1``). See ``train/recipes/tags.py``.
+    """
+
+    enabled: bool = False
+    loss_weight: float = 0.5
+    column: str = "tactics"
+    names: list[str] = dataclasses.field(default_factory=lambda: list(TACTIC_TAGS))
+    threshold_rule: str = "max_f1"
+
+    def __post_init__(self):
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"tags.enabled must be true or false, got {self.enabled!r}")
+        if not isinstance(self.loss_weight, (int, float)) or self.loss_weight < 0:
+            raise ValueError(f"tags.loss_weight must be a number >= 0, got {self.loss_weight!r}")
+        if not self.names or len(set(self.names)) != len(self.names):
+            raise ValueError(f"tags.names must be distinct tag names, got {self.names!r}")
+        if self.threshold_rule != "max_f1":
+            raise ValueError(f"tags.threshold_rule must be max_f1, got {self.threshold_rule!r}")
+
+
 #: Training methods a recipe can name (``method:``): modules under ``train/recipes/``.
 METHODS = ("full",)
 
@@ -169,6 +198,7 @@ class Recipe:
     early_stopping_patience: int | None = 2
     method: str = "full"
     source: str | None = None  # the YAML file this recipe came from
+    tags: TagsConfig = dataclasses.field(default_factory=TagsConfig)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -187,11 +217,13 @@ class Recipe:
             "early_stopping_patience": self.early_stopping_patience,
             "training": copy.deepcopy(self.training),
         }
+        if self.tags.enabled:  # written only when on, so recipes without a tag head read as before
+            out["tags"] = dataclasses.asdict(self.tags)
         return out
 
 
 _GROUPS = {"model": ModelConfig, "data": DataConfig, "text": TextSettings, "threshold": ThresholdConfig,
-           "loss": LossConfig, "calibration": CalibrationConfig, "blend": BlendConfig}
+           "loss": LossConfig, "calibration": CalibrationConfig, "blend": BlendConfig, "tags": TagsConfig}
 _TOP_LEVEL = set(_GROUPS) | {"training", "early_stopping_patience", "method"}
 
 

@@ -75,6 +75,16 @@ def weighted_loss(weights):
     return compute_loss
 
 
+def loss_function(recipe: Recipe, weights, n_labels: int):
+    """The Trainer's ``compute_loss_func``: joint label + tag loss with a tag head, the
+    class-weighted loss when weights are set, else the model's own."""
+    if recipe.tags.enabled:
+        from .tags import joint_loss
+
+        return joint_loss(weights, n_labels, recipe.tags.loss_weight)
+    return weighted_loss(weights) if weights else None
+
+
 def load_model(recipe: Recipe, labels: list[str]):
     """The tokenizer and a sequence-classification model with a fresh head for ``labels``."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -128,15 +138,19 @@ def fit(recipe: Recipe, model, tokenizer, train_ds, eval_ds, task, run_dir: Path
     from ..evaluation.metrics import classification_metrics
 
     targs = training_arguments(recipe, run_dir, eval_ds is not None)
+    n_labels = len(task.labels)
 
     def compute_metrics(pred):
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        logits = logits[:, :n_labels]  # a tag head's logits follow the labels' (train/recipes/tags.py)
+        label_ids = pred.label_ids[:, 0] if pred.label_ids.ndim == 2 else pred.label_ids
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
-        m = classification_metrics(pred.label_ids, probs, task)
+        m = classification_metrics(label_ids, probs, task)
         return {k: v for k, v in m.items() if isinstance(v, (int, float)) and v is not None}
 
-    weights = class_weights(recipe, train_ds["labels"], len(task.labels))
+    train_labels = [lab[0] if isinstance(lab, list) else lab for lab in train_ds["labels"]]
+    weights = class_weights(recipe, train_labels, len(task.labels))
     logger.info("class weights: %s", weights or "none (balanced enough)")
     callbacks = []
     if eval_ds is not None and recipe.early_stopping_patience and targs.load_best_model_at_end:
@@ -144,7 +158,7 @@ def fit(recipe: Recipe, model, tokenizer, train_ds, eval_ds, task, run_dir: Path
     trainer = Trainer(
         model=model, args=targs, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics if eval_ds else None,
-        compute_loss_func=weighted_loss(weights) if weights else None, callbacks=callbacks,
+        compute_loss_func=loss_function(recipe, weights, n_labels), callbacks=callbacks,
     )
     started = time.perf_counter()
     last = last_checkpoint(run_dir / "checkpoints") if resume else None

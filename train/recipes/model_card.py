@@ -14,6 +14,16 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _tags_line(manifest, metrics: dict) -> str:
+    """One line on the tactic-tag head, if the model has one."""
+    if manifest.tags is None:
+        return ""
+    test = (metrics.get("test") or {}).get("tags")
+    figures = f"; test micro F1 {_fmt(test['micro']['f1'])}, macro F1 {_fmt(test['macro']['f1'])}" if test else ""
+    return (f"- Tactic tags ({len(manifest.tags.names)}, `tag_head.safetensors`, thresholds on the validation "
+            f"split): {', '.join(manifest.tags.names)}{figures}\n")
+
+
 def render_model_card(recipe: Recipe, manifest: ModelManifest, metrics: dict, command: str | None) -> str:
     data = recipe.data
     labels, base_model = manifest.labels, manifest.base_model
@@ -53,7 +63,7 @@ Fine-tuned from `{base_model}` to classify single outreach messages as one of
 - Text pipeline: {", ".join(f"{k}={v}" for k, v in recipe.text.to_dict().items())}
 - Training data: `{data_desc}` ({train.get("rows")} training rows)
 - Training: {_fmt(train.get("runtime_s"))} s, {_fmt(train.get("examples_per_s"))} examples/s, bf16 autocast: {train.get("bf16")}
-
+{_tags_line(manifest, metrics)}
 ## Metrics
 
 Produced by:

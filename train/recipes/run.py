@@ -27,6 +27,7 @@ import yaml
 
 from infer.classifier import Classifier
 from infer.manifest import ModelManifest, TaskSpec
+from infer.tags import save_tag_head, split_output_layer
 from infer.text import tokenize
 
 from infer.blend import BLEND_FILE, apply_temperature
@@ -34,11 +35,13 @@ from infer.blend import BLEND_FILE, apply_temperature
 from ..benchmarks.baselines import TfidfLogReg
 from ..evaluation.calibration import fit_temperature
 from ..evaluation.metrics import classification_metrics, ranking_metrics
+from ..evaluation.tag_metrics import select_tag_thresholds, tag_metrics
 from ..evaluation.threshold import select_threshold
 from .config import Recipe
 from .data import label_counts, load_splits, resolve_labels
 from .model_card import render_model_card
 from .parallel import effective_batch_size, process_state
+from .tags import add_tag_head, recipe_tag_spec, tag_targets
 
 logger = logging.getLogger("train")
 
@@ -62,11 +65,15 @@ def default_run_dir(recipe: Recipe) -> Path:
     return Path("runs") / (Path(recipe.source).stem if recipe.source else "run")
 
 
-def tokenized(ds, tokenizer, recipe: Recipe, label_ids: dict):
+def tokenized(ds, tokenizer, recipe: Recipe, label_ids: dict, tag_spec=None):
+    """Token ids, lengths and labels; with a tag head, ``labels`` is ``[class, tag bits...]`` per row."""
     def encode(batch):
         ids, _ = tokenize(tokenizer, batch["text"], recipe.text)
-        return {"input_ids": ids, "length": [len(x) for x in ids],
-                "labels": [label_ids[lab] for lab in batch["label"]]}
+        labels = [label_ids[lab] for lab in batch["label"]]
+        if tag_spec is not None:
+            bits = tag_targets(tag_spec, batch[recipe.tags.column], "training data").astype(int).tolist()
+            labels = [[lab, *row] for lab, row in zip(labels, bits)]
+        return {"input_ids": ids, "length": [len(x) for x in ids], "labels": labels}
 
     return ds.map(encode, batched=True, remove_columns=ds.column_names, desc="tokenising")
 
@@ -93,12 +100,25 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
         if ds is not None:
             logger.info("%s: %d rows %s", name, len(ds), label_counts(ds["label"]))
 
+    tag_spec = recipe_tag_spec(recipe)
+    if tag_spec is not None:
+        if recipe.method != "full":
+            raise ValueError(f"tags.enabled: a tag head trains with method full only, not {recipe.method!r}")
+        for name, ds in splits.items():
+            if ds is not None and recipe.tags.column not in ds.column_names:
+                raise ValueError(f"tags.enabled: the {name} split has no {recipe.tags.column!r} column")
+
     tokenizer, model = method.load_model(recipe, labels)
+    if tag_spec is not None:
+        add_tag_head(model, len(labels), len(tag_spec.names), seed=int(recipe.training.get("seed", 42)))
     state = process_state(recipe.training)
     with state.main_process_first():  # the others wait, then tokenise the same way
-        train_ds = tokenized(splits["train"], tokenizer, recipe, label_ids)
-        eval_ds = tokenized(splits["validation"], tokenizer, recipe, label_ids) if splits["validation"] else None
+        train_ds = tokenized(splits["train"], tokenizer, recipe, label_ids, tag_spec)
+        eval_ds = (tokenized(splits["validation"], tokenizer, recipe, label_ids, tag_spec)
+                   if splits["validation"] else None)
     fitted = method.fit(recipe, model, tokenizer, train_ds, eval_ds, task, run_dir, resume)
+    if tag_spec is not None:  # the folder holds a plain classifier plus tag_head.safetensors
+        tag_head = split_output_layer(fitted.model, len(labels), len(tag_spec.names))
 
     final = run_dir / "model"
     world_size = state.num_processes
@@ -119,13 +139,15 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
     if recipe.blend.tfidf_weight > 0:
         blend = {"kind": "tfidf_logreg", "file": BLEND_FILE, "weight": float(recipe.blend.tfidf_weight)}
         tfidf = TfidfLogReg(labels, seed=int(recipe.training.get("seed", 42)))
-        tfidf.fit(splits["train"]["text"], train_ds["labels"])
+        tfidf.fit(splits["train"]["text"], [label_ids[lab] for lab in splits["train"]["label"]])
         tfidf.export().save(staging / BLEND_FILE)
         logger.info("blend: TF-IDF + logistic regression (C=%g) at weight %.2f", tfidf.regularisation,
                     recipe.blend.tfidf_weight)
-    manifest = ModelManifest(task, recipe.text, recipe.model.name_or_path, provenance,
+    manifest = ModelManifest(task, recipe.text, recipe.model.name_or_path, provenance, tags=tag_spec,
                              pooling=recipe.model.pooling, blend=blend)
     manifest.save(staging)
+    if tag_spec is not None:
+        save_tag_head(staging, *tag_head)
 
     # Score validation and test with the runtime, which keeps input order (the Trainer's
     # predict() does not under group_by_length sampling), on the CPU when the recipe says so.
@@ -144,14 +166,14 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
         if ds is None or len(ds) == 0:
             continue
         texts = ds["text"]
-        network = clf.model_proba(texts)
+        network, tag_probs = clf.model_proba_and_tags(texts)
         y = np.array([label_ids.get(lab, -1) for lab in ds["label"]])
         if name == "validation" and recipe.calibration.temperature == "fit":
             manifest = manifest.replace(temperature=fit_temperature(network, y))
             clf = clf.with_manifest(manifest)
             logger.info("temperature (log-loss on validation): %.3f", manifest.temperature)
         probs = clf.combine(network, texts)
-        if not manifest.plain:
+        if manifest.blend is not None or manifest.temperature != 1.0:
             metrics.setdefault("components", {})[name] = component_metrics(y, task, network, clf, texts)
         if name == "validation" and task.binary:
             threshold = select_threshold(y == task.positive_index, task.scores(probs), recipe.threshold.rule,
@@ -159,7 +181,13 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
             task = task.with_threshold(threshold)
             logger.info("threshold (%s on validation): %.4f", recipe.threshold.rule, threshold)
         metrics[name] = classification_metrics(y, probs, task)
-    manifest = manifest.replace(task=task)
+        if tag_spec is not None:
+            targets = tag_targets(tag_spec, ds[recipe.tags.column], f"{name} split")
+            if name == "validation":
+                tag_spec = tag_spec.with_thresholds(select_tag_thresholds(targets, tag_probs, recipe.tags.threshold_rule))
+                clf.manifest = clf.manifest.replace(tags=tag_spec)
+            metrics[name]["tags"] = tag_metrics(targets, tag_probs, tag_spec)
+    manifest = manifest.replace(task=task, tags=tag_spec)
     manifest.save(staging)
     metrics["command"] = command
     ModelManifest.save_metrics(staging, metrics)
