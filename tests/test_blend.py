@@ -171,3 +171,26 @@ def test_evaluation_can_score_the_network_alone_at_any_temperature(blended_run, 
         # The temperature moves the probabilities, hence the calibration error.
         assert result["overall"]["ece"] == pytest.approx(expected_calibration_error(y, expected[:, 1]), abs=1e-6)
         assert result["scored_with"]["network_only"] == ("--network-only" in extra)
+
+
+def test_a_tag_head_on_the_mean_pooling_head_with_a_blend(tiny_base, tagged_data_files, tmp_path):
+    """The three options of the default recipe together with a tag head: the blend and the
+    temperature act on the label probabilities, the tags come from the network."""
+    raw = tiny_recipe(tiny_base, tagged_data_files)
+    raw.update(model={**raw["model"], "pooling": "mean"}, calibration={"temperature": "fit"},
+               blend={"tfidf_weight": 0.5}, tags={"enabled": True, "loss_weight": 1.0})
+    run = train(recipe_from_dict(raw), tmp_path / "run")
+    manifest = ModelManifest.load(run.model_dir)
+    assert manifest.pooling == "mean" and manifest.blend and manifest.tags is not None
+    assert "tags" in run.metrics["test"]
+    clf = Classifier.from_pretrained(run.model_dir, device="cpu", precision="fp32")
+    texts = [json.loads(line)["text"] for line in open(tagged_data_files["test"])]
+    probs, tag_probs = clf.predict_proba_and_tags(texts)
+    network, network_tags = clf.model_proba_and_tags(texts)
+    np.testing.assert_allclose(probs, clf.predict_proba(texts), atol=1e-6)
+    np.testing.assert_allclose(probs, blend_probs(apply_temperature(network, manifest.temperature),
+                                                  clf.blend.predict_proba(texts), 0.5), atol=1e-6)
+    np.testing.assert_allclose(tag_probs, network_tags)
+    assert tag_probs.shape == (len(texts), len(manifest.tags.names))
+    prediction = clf.predict(texts[:1])[0]
+    assert set(prediction.tactics) == set(manifest.tags.names)
