@@ -10,19 +10,17 @@ import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from .options import add_column_options, add_model_options, input_error  # noqa: E402
+
 
 def build_parser(prog: str = "python -m infer") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__)
-    p.add_argument("--model", required=True, help="model folder written by `python -m train`")
+    add_model_options(p)
     p.add_argument("--input", required=True, help="JSONL, CSV or Parquet file (format from the extension)")
     p.add_argument("--output", required=True, help="JSONL, CSV or Parquet file (format from the extension)")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--id-column", default="id", help="passed through; the 1-based row number when absent")
+    add_column_options(p)
     p.add_argument("--input-format", choices=["jsonl", "csv", "parquet"])
     p.add_argument("--output-format", choices=["jsonl", "csv", "parquet"])
-    p.add_argument("--device", default=None, help="cuda, mps, cpu, cuda:1 ... (default: auto)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="auto: bf16 where the CPU or GPU runs it natively, else fp32 (see the README)")
     p.add_argument("--check-agreement", type=int, default=0, metavar="N",
                    help="first score N input rows in fp32 and in the chosen precision; report label agreement")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on large inputs)")
@@ -108,9 +106,7 @@ def main(argv=None, prog: str = "python -m infer") -> int:
                             chunk_size=args.chunk_size, resume=args.resume, progress=not args.no_progress,
                             explain=args.explain)
     except (InputError, ModelFolderError, OSError) as err:
-        message = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
-        print("error: " + " ".join(message.split("\n")), file=sys.stderr)  # one line, whatever the cause
-        return 2
+        return input_error(err)  # one line, whatever the cause
     summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
     print(f"wrote {args.output}: {summary}", file=sys.stderr)
     return 0

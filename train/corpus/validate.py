@@ -198,7 +198,7 @@ def _table(title: str, counter: collections.Counter, out) -> None:
         print(f"  {str(key):<48} {n:>6}", file=out)
 
 
-def report(rows, out=sys.stdout) -> None:
+def report(rows, out=None) -> None:
     _table("by label", collections.Counter(r["label"] for r in rows), out)
     _table("by split x label", collections.Counter(f"{r['split']} / {r['label']}" for r in rows), out)
     _table("by stage x label", collections.Counter(f"{r['stage']} / {r['label']}" for r in rows), out)
@@ -218,7 +218,7 @@ def report(rows, out=sys.stdout) -> None:
               file=out)
 
 
-def validate(path: Path, labels=LABELS, targets: bool = False, out=sys.stdout) -> list[str]:
+def validate(path: Path, labels=LABELS, targets: bool = False, out=None) -> list[str]:
     problems: list[str] = []
     rows = load_rows(path, problems)
     check_schema(rows, labels, problems)

@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 
 from infer.io import InputError  # noqa: E402
 from infer.manifest import ModelFolderError, TaskSpec  # noqa: E402
+from infer.options import add_column_options, add_model_options, input_error  # noqa: E402
 
 from ..recipes.data import DataError  # noqa: E402
 from .labelled import DataSpec, LabelledRows, label_key, load_labelled  # noqa: E402
@@ -48,13 +49,10 @@ _STILL_DEFINED = {"positive": ("recall",), "negative": ("false_positive_rate",)}
 
 def parse_args(argv=None, prog: str = "python -m train.evaluation"):
     p = argparse.ArgumentParser(prog=prog, description="Evaluate a model folder on labelled data.")
-    p.add_argument("--model", required=True, help="model folder written by `python -m train`")
+    add_model_options(p)
     p.add_argument("--data", required=True, help="labelled JSONL, CSV or Parquet file")
     p.add_argument("--split", help="evaluate only rows whose split column has this value (e.g. test)")
-    p.add_argument("--split-column", default="split")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--label-column", default="label")
-    p.add_argument("--id-column", default="id")
+    add_column_options(p, label=True, split=True)
     p.add_argument("--label-map", nargs="*", default=[], metavar="RAW=LABEL",
                    help="map raw label values to the model's labels, e.g. true=grooming false=benign")
     p.add_argument("--messages-column", help="conversation-format data: the column with the list of messages")
@@ -78,8 +76,6 @@ def parse_args(argv=None, prog: str = "python -m train.evaluation"):
     p.add_argument("--html-examples", type=int, default=10, metavar="N", help="messages per list in report.html")
     p.add_argument("--tags-column", default="tactics",
                    help="column with each row's tactic tags, for models with a tag head (per-tag metrics)")
-    p.add_argument("--device", default=None)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     return p.parse_args(argv)
 
 
@@ -354,6 +350,5 @@ def main(argv=None, prog: str = "python -m train.evaluation") -> int:
     try:
         run_evaluation(args, f"{prog} " + shlex.join(argv))
     except (InputError, ModelFolderError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return input_error(err)
     return 0
