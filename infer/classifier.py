@@ -169,6 +169,8 @@ class Classifier:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
+        if getattr(model.config, "use_cache", False):
+            model.config.use_cache = False  # decoders: one forward pass per batch, no KV cache to keep
         model.to(dev).eval()
         report = None
         if fast_path:

@@ -110,9 +110,10 @@ def fit(recipe: Recipe, model, tokenizer, train_ds, eval_ds, task, run_dir: Path
     from . import full
 
     training = dict(recipe.training)
-    if training.get("gradient_checkpointing"):
+    if training.get("activation_checkpointing") or training.get("gradient_checkpointing"):
         # Non-reentrant checkpointing passes gradients through frozen embeddings (peft's advice).
-        training.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": False})
+        key = "activation_checkpointing_kwargs" if "activation_checkpointing" in training else "gradient_checkpointing_kwargs"
+        training.setdefault(key, {"use_reentrant": False})
     fitted = full.fit(dataclasses.replace(recipe, training=training), model, tokenizer, train_ds, eval_ds, task,
                       run_dir, resume)
     peft_model = fitted.model
