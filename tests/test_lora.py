@@ -232,3 +232,31 @@ def test_lora_recipe_fields_are_checked():
     recipe = recipe_from_dict({**raw, "method": "lora", "lora": {"r": 8, "target_modules": ["q_proj"]}})
     assert recipe.to_dict()["lora"] == {"r": 8, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj"],
                                         "save_adapter": True}
+
+
+def test_activation_checkpointing_trains_the_adapters(tiny_data_files, tmp_path):
+    """``training.activation_checkpointing`` (a recipe field): the frozen backbone still passes
+    gradients to the adapters (non-reentrant checkpointing), and the merged model is plain."""
+    from peft.tuners.lora import LoraLayer
+
+    from infer.manifest import TaskSpec
+    from train.recipes import recipe_from_dict
+    from train.recipes.lora import fit, load_model as lora_load
+    from train.recipes.run import tokenized
+    from train.recipes.data import load_splits
+
+    base = build_decoder_base(tmp_path / "base", "llama")
+    raw = tiny_recipe(base, tiny_data_files, max_steps=2, eval_strategy="no", save_strategy="no",
+                      load_best_model_at_end=False, activation_checkpointing=True, learning_rate=1e-2)
+    raw.update(method="lora", lora={"r": 2, "save_adapter": False})
+    recipe = recipe_from_dict(raw)
+    tokenizer, model = lora_load(recipe, ["benign", "grooming"])
+    train_ds = tokenized(load_splits(recipe.data)["train"], tokenizer, recipe, {"benign": 0, "grooming": 1})
+    fitted = fit(recipe, model, tokenizer, train_ds, None, TaskSpec(("benign", "grooming"), "grooming"), tmp_path)
+    assert fitted.model.is_activation_checkpointing
+    assert not [m for m in fitted.model.modules() if isinstance(m, LoraLayer)] and fitted.adapter_dir is None
+    # The adapters learned (lora_B starts at zero): the merged projections moved off the base.
+    from safetensors.torch import load_file
+
+    base_q = load_file(base / "model.safetensors")["model.layers.0.self_attn.q_proj.weight"]
+    assert not torch.allclose(fitted.model.model.layers[0].self_attn.q_proj.weight, base_q)
