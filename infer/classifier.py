@@ -202,6 +202,8 @@ class Classifier:
                 widen_output_layer(model, len(manifest.labels), *load_tag_head(folder, manifest.tags))
             except ValueError as err:
                 raise ModelFolderError(f"{folder}: {err}") from None
+        if getattr(model.config, "use_cache", False):
+            model.config.use_cache = False  # decoders: one forward pass per batch, no KV cache to keep
         model.to(dev).eval()
         report = None
         if fast_path:

@@ -112,3 +112,14 @@ def test_a_blended_mean_pooling_folder_has_no_pipeline_row(tiny_model, corpus, t
     assert [r["mode"] for r in report["results"]] == ["fp32"]
     assert report["results"][0]["vs_pipeline"] is None
     assert "| outreach-guard fp32 |" in capsys.readouterr().out
+
+
+def test_decoder_flops_count_every_projection_of_a_llama_layer():
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    config = LlamaConfig(hidden_size=16, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=50)
+    linear = sum(m.weight.numel() for m in LlamaModel(config).layers.modules() if isinstance(m, torch.nn.Linear))
+    # 2 FLOPs per weight per token, plus Q.K and the weighted sum over the sequence in each layer.
+    assert encoder_flops(config, [3, 7]) == 2 * linear * 10 + 2 * 4 * 16 * (9 + 49)

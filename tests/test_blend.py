@@ -194,3 +194,10 @@ def test_a_tag_head_on_the_mean_pooling_head_with_a_blend(tiny_base, tagged_data
     assert tag_probs.shape == (len(texts), len(manifest.tags.names))
     prediction = clf.predict(texts[:1])[0]
     assert set(prediction.tactics) == set(manifest.tags.names)
+
+
+def test_lora_recipes_keep_the_models_own_head(tiny_base, tiny_data_files):
+    raw = tiny_recipe(tiny_base, tiny_data_files)
+    raw.update(method="lora", model={**raw["model"], "pooling": "mean"})
+    with pytest.raises(ValueError, match="model.pooling: model"):
+        recipe_from_dict(raw)

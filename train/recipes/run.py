@@ -131,6 +131,8 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
     # save_pretrained writes safetensors; trainer.save_model would add a pickled training_args.bin.
     fitted.model.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
+    if getattr(fitted, "adapter_dir", None):  # LoRA: the adapter alone, next to the merged weights
+        shutil.move(str(fitted.adapter_dir), str(staging / "adapter"))
     provenance = {"command": command, "method": recipe.method, "recipe": recipe.to_dict(),
                   "data": recipe.data.describe() if rows is None else "rows given to train()",
                   "training_rows": len(train_ds),
