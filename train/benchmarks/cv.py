@@ -48,7 +48,8 @@ from ..evaluation.evaluate import evaluate_predictions, hard_row_rates  # noqa: 
 from ..evaluation.labelled import DataSpec, LabelledRows, load_labelled  # noqa: E402
 from ..evaluation.report import fmt  # noqa: E402
 from ..evaluation.threshold import select_threshold  # noqa: E402
-from .quality import Bench, BenchConfig, DatasetConfig, SystemConfig, TrainingSource, seed_everything  # noqa: E402
+from .quality import (Bench, BenchConfig, DatasetConfig, SystemConfig, TrainingSource, seed_everything,  # noqa: E402
+                      weighted_average)
 
 logger = logging.getLogger("train.benchmarks")
 
@@ -165,6 +166,7 @@ def run_cv(config: CVConfig, command: str) -> dict:
         labels=labels, positive_label=config.positive_label)
 
     runs: list[dict] = []
+    embedders: dict = {}
     started_all = time.perf_counter()
     for seed in config.seeds:
         assignment = fold_assignments(rows.labels, groups, config.folds, seed)
@@ -178,8 +180,8 @@ def run_cv(config: CVConfig, command: str) -> dict:
                                     f"seed {seed}, fold {k}: {len(train_idx)} training rows",
                                     _subset(rows, train_idx), _subset(rows, val_idx))
             seed_everything(seed)
-            bench = Bench(dataclasses.replace(bench_config, seed=seed))
-            bench._embedders = _shared_embedders  # frozen encoders: embed each text once per process
+            # Frozen encoders are shared by every fold run: each text is embedded once.
+            bench = Bench(dataclasses.replace(bench_config, seed=seed), embedders=embedders)
             y = task.label_indices(test.labels, "cv rows")
             y_val = task.label_indices(source.validation.labels, "cv rows")
             member_probs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -197,10 +199,8 @@ def run_cv(config: CVConfig, command: str) -> dict:
                 logger.info("seed %d fold %d %s: %s", seed, k, system.name,
                             {m: fmt(runs[-1][m]) for m in MEASURES})
             for system in config.averages:
-                weights = np.array(system.weights or [1.0] * len(system.members), dtype=float)
-                weights = weights / weights.sum()
-                probs = sum(w * member_probs[m][0] for w, m in zip(weights, system.members))
-                val_probs = sum(w * member_probs[m][1] for w, m in zip(weights, system.members))
+                probs = weighted_average(system, [member_probs[m][0] for m in system.members])
+                val_probs = weighted_average(system, [member_probs[m][1] for m in system.members])
                 threshold = select_threshold(y_val == task.positive_index, task.scores(val_probs), "max_f1")
                 runs.append({"seed": seed, "fold": k, "system": system.name, "n": len(test), "seconds": 0.0,
                              **fold_measures(y, probs, task.with_threshold(threshold), _take(hard, test_idx))})
@@ -217,9 +217,6 @@ def run_cv(config: CVConfig, command: str) -> dict:
     (out / "cv.md").write_text(render_cv(report))
     print(f"wrote {out}/cv.md, cv.json and folds.csv")
     return report
-
-
-_shared_embedders: dict = {}
 
 
 def _take(values, index):

@@ -187,11 +187,13 @@ class TrainingSource:
 
 
 class Bench:
-    def __init__(self, config: BenchConfig):
+    def __init__(self, config: BenchConfig, embedders: dict | None = None):
+        """``embedders``: frozen sentence encoders by (folder, max_length), to share between
+        benches (each caches the vectors of the texts it embedded)."""
         self.config = config
         self._rows: dict[str, LabelledRows] = {}
         self._fitted: dict[tuple[str, str], Scorer] = {}
-        self._embedders: dict[tuple[str, int], object] = {}
+        self._embedders: dict[tuple[str, int], object] = {} if embedders is None else embedders
 
     def rows(self, spec: DataSpec) -> LabelledRows:
         key = json.dumps(dataclasses.asdict(spec), sort_keys=True)
@@ -334,11 +336,9 @@ class Bench:
         members = [self.scorer(by_name[m], dataset) for m in system.members]
         if len({m.task.labels for m in members}) != 1:
             raise ValueError(f"system {system.name!r}: members disagree on the labels")
-        weights = np.array(system.weights or [1.0] * len(members), dtype=float)
-        weights = weights / weights.sum()
 
         def predict_proba(texts):
-            return sum(w * np.asarray(m.predict_proba(texts), dtype=float) for w, m in zip(weights, members))
+            return weighted_average(system, [m.predict_proba(texts) for m in members])
 
         source = self.training_source(dataset)
         task = members[0].task
@@ -360,6 +360,14 @@ class Bench:
         clf = Classifier.from_pretrained(run.model_dir)
         return Scorer(clf.task, clf.predict_proba, source.description, len(source.train),
                       "the recipe's threshold rule on the validation split")
+
+
+def weighted_average(system: SystemConfig, member_probs: list) -> np.ndarray:
+    """An ``average`` system's probabilities from its members' (in ``system.members`` order):
+    weighted by ``system.weights`` (equal by default), the weights scaled to sum to one."""
+    weights = np.array(system.weights or [1.0] * len(system.members), dtype=float)
+    weights = weights / weights.sum()
+    return sum(w * np.asarray(p, dtype=float) for w, p in zip(weights, member_probs))
 
 
 def _rows(rows: LabelledRows) -> list[dict]:
