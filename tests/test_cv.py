@@ -98,3 +98,25 @@ def test_bad_configs_are_refused(tmp_path, systems, cv, message, capsys):
         load_cv_config(path)
     assert main(["--config", str(path)]) == 2
     assert message.split()[0] in capsys.readouterr().err
+
+
+def test_a_blended_finetuned_system_also_reports_its_network_alone(tiny_base, tmp_path):
+    from conftest import tiny_recipe
+
+    data, rows = _corpus(tmp_path)
+    recipe = tiny_recipe(tiny_base, {s: tmp_path / f"never_read_{s}.jsonl" for s in ("train", "validation", "test")},
+                         num_train_epochs=1)
+    recipe.update({"blend": {"tfidf_weight": 0.5}, "calibration": {"temperature": "fit"}})
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    systems = [{"name": "tfidf_logreg", "kind": "tfidf_logreg"},
+               {"name": "tuned", "kind": "finetuned", "recipe": str(tmp_path / "recipe.yaml")}]
+    assert main(["--config", str(_config(tmp_path, data, systems, seeds=[0]))]) == 0
+    report = json.loads((tmp_path / "out" / "cv.json").read_text())
+    assert list(report["summary"]) == ["tfidf_logreg", "tuned", "tuned (network alone)"]
+    blended = {r["fold"]: r for r in report["runs"] if r["system"] == "tuned"}
+    alone = {r["fold"]: r for r in report["runs"] if r["system"] == "tuned (network alone)"}
+    assert sorted(alone) == sorted(blended) == [0, 1, 2]
+    assert sum(r["n"] for r in alone.values()) == len(rows)
+    # Same training, different scores: the blend moves the ranking on at least one fold.
+    assert any(alone[k]["auroc"] != blended[k]["auroc"] for k in alone)
+    assert "| tuned (network alone) |" in (tmp_path / "out" / "cv.md").read_text()

@@ -198,13 +198,22 @@ def run_cv(config: CVConfig, command: str) -> dict:
                              **fold_measures(y, probs, scorer.task, _take(hard, test_idx))})
                 logger.info("seed %d fold %d %s: %s", seed, k, system.name,
                             {m: fmt(runs[-1][m]) for m in MEASURES})
+                if scorer.network is not None:  # a blended fine-tuned folder: its network alone too
+                    runs.append({"seed": seed, "fold": k, "system": network_name(system.name), "n": len(test),
+                                 "seconds": 0.0,
+                                 **fold_measures(y, scorer.network.predict_proba(test.texts), scorer.network.task,
+                                                 _take(hard, test_idx))})
             for system in config.averages:
                 probs = weighted_average(system, [member_probs[m][0] for m in system.members])
                 val_probs = weighted_average(system, [member_probs[m][1] for m in system.members])
                 threshold = select_threshold(y_val == task.positive_index, task.scores(val_probs), "max_f1")
                 runs.append({"seed": seed, "fold": k, "system": system.name, "n": len(test), "seconds": 0.0,
                              **fold_measures(y, probs, task.with_threshold(threshold), _take(hard, test_idx))})
-    summary = summarise(runs, [s.name for s in config.systems], config.reference)
+    names = [s.name for s in config.systems]
+    for system in list(config.trained):
+        if any(r["system"] == network_name(system.name) for r in runs):
+            names.insert(names.index(system.name) + 1, network_name(system.name))
+    summary = summarise(runs, names, config.reference)
     report = {"command": command, "rows": len(rows), "groups": len(set(groups)), "group_by": config.group_by,
               "folds": config.folds, "seeds": config.seeds, "use_splits": config.use_splits,
               "reference": config.reference, "seconds": round(time.perf_counter() - started_all, 1),
@@ -217,6 +226,11 @@ def run_cv(config: CVConfig, command: str) -> dict:
     (out / "cv.md").write_text(render_cv(report))
     print(f"wrote {out}/cv.md, cv.json and folds.csv")
     return report
+
+
+def network_name(system: str) -> str:
+    """The row name of a blended fine-tuned system's network scored alone."""
+    return f"{system} (network alone)"
 
 
 def _take(values, index):

@@ -175,6 +175,9 @@ class Scorer:
     training_rows: int | None
     threshold_source: str = "saved with the model"
     fit_seconds: float = 0.0
+    # A fine-tuned folder that blends in a TF-IDF model: its network alone (calibrated, threshold
+    # re-picked on validation), from the same training, so a benchmark can report both.
+    network: "Scorer | None" = None
 
 
 @dataclasses.dataclass
@@ -317,18 +320,23 @@ class Bench:
         return Scorer(clf.task, clf.predict_proba, f"loaded `{system.model}` ({where})", None)
 
     def _load_network(self, system: SystemConfig, source: TrainingSource) -> Scorer:
-        from infer.blend import apply_temperature
         from infer.classifier import Classifier
 
         clf = Classifier.from_pretrained(system.model)
+        trained_on = clf.manifest.provenance.get("data")
+        where = f"trained on `{trained_on}`" if trained_on else "training data not recorded"
+        return self._network_scorer(clf, source, f"loaded `{system.model}`, network only ({where})")
+
+    def _network_scorer(self, clf, source: TrainingSource, trained_on: str) -> Scorer:
+        """A blended folder's network alone: its probabilities at the saved temperature, the
+        threshold re-picked on ``source``'s validation rows."""
+        from infer.blend import apply_temperature
 
         def predict_proba(texts):
             return apply_temperature(clf.model_proba(texts), clf.manifest.temperature)
 
         task = clf.task.with_threshold(self._validation_threshold(predict_proba, clf.task, source))
-        trained_on = clf.manifest.provenance.get("data")
-        where = f"trained on `{trained_on}`" if trained_on else "training data not recorded"
-        return Scorer(task, predict_proba, f"loaded `{system.model}`, network only ({where})", None,
+        return Scorer(task, predict_proba, trained_on, None,
                       "best F1 on the validation split (re-picked without the blend)")
 
     def _average(self, system: SystemConfig, dataset: DatasetConfig) -> Scorer:
@@ -358,8 +366,11 @@ class Bench:
         run_dir = Path(self.config.output_dir) / "systems" / system.name / source.slug
         run = train(recipe, run_dir, rows=rows, command=f"benchmark system {system.name} on {source.description}")
         clf = Classifier.from_pretrained(run.model_dir)
+        network = None
+        if clf.manifest.blend is not None:
+            network = self._network_scorer(clf, source, source.description)
         return Scorer(clf.task, clf.predict_proba, source.description, len(source.train),
-                      "the recipe's threshold rule on the validation split")
+                      "the recipe's threshold rule on the validation split", network=network)
 
 
 def weighted_average(system: SystemConfig, member_probs: list) -> np.ndarray:
