@@ -16,6 +16,10 @@ The manifest's ``blend`` says how to combine::
 ``weight`` is the TF-IDF model's share of the averaged probabilities. The transformer's own
 probabilities are first sharpened or softened by the manifest's ``temperature`` (fitted on the
 validation split), so that an over-confident transformer does not drown the other model.
+
+The same scorer, with ``multilabel``, holds a separate tactic-tag model (recipe
+``tags.mode: tfidf``, :mod:`infer.tags`): one binary logistic regression per tag on the same
+features, a coefficient row and a sigmoid per tag.
 """
 
 from __future__ import annotations
@@ -47,11 +51,13 @@ def tfidf_preprocess(text: str) -> str:
 
 
 class TfidfLogRegScorer:
-    """Binary or multi-class probabilities of an exported TF-IDF + logistic regression model."""
+    """Binary or multi-class probabilities of an exported TF-IDF + logistic regression model;
+    with ``multilabel``, one independent probability per coefficient row (one-vs-rest binary
+    logistic regressions: a sigmoid each, rows not summing to one)."""
 
     def __init__(self, vocabulary: dict[str, int], idf: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
                  ngram_range: tuple[int, int] = (1, 2), sublinear_tf: bool = True, norm: str | None = "l2",
-                 token_pattern: str = r"(?u)\b\w\w+\b", classes: int = 2):
+                 token_pattern: str = r"(?u)\b\w\w+\b", classes: int = 2, multilabel: bool = False):
         self.vocabulary = vocabulary
         self.idf = np.asarray(idf, dtype=np.float64)
         self.coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
@@ -63,21 +69,27 @@ class TfidfLogRegScorer:
         self.norm = norm
         self.token_pattern = re.compile(token_pattern)
         self.classes = int(classes)
+        self.multilabel = bool(multilabel)
         if len(self.idf) != len(vocabulary) or self.coef.shape[1] != len(vocabulary):
             raise ValueError("vocabulary, idf and coefficients disagree in length")
+        if len(self.intercept) != self.coef.shape[0] or (self.multilabel and self.classes != self.coef.shape[0]):
+            raise ValueError("coefficients, intercepts and classes disagree in number")
 
     # -- export / import ----------------------------------------------------------------------
 
     @classmethod
-    def from_sklearn(cls, vectorizer, logreg) -> "TfidfLogRegScorer":
-        """From a fitted ``TfidfVectorizer`` (word analyzer) and ``LogisticRegression(CV)``."""
+    def from_sklearn(cls, vectorizer, logreg, multilabel: bool = False) -> "TfidfLogRegScorer":
+        """From a fitted ``TfidfVectorizer`` (word analyzer) and ``LogisticRegression(CV)``; with
+        ``multilabel``, ``logreg`` holds one binary model per row of its ``coef_`` (``(labels,
+        features)``) and ``intercept_`` (``train.benchmarks.baselines.TfidfTagLogReg``)."""
         if (vectorizer.analyzer != "word" or vectorizer.stop_words is not None or not vectorizer.use_idf
                 or vectorizer.preprocessor is not tfidf_preprocess or vectorizer.tokenizer is not None):
             raise ValueError("only word n-gram TF-IDF vectorizers reading text through tfidf_preprocess, "
                              "with idf and without stop words, can be exported")
-        return cls({str(k): int(v) for k, v in vectorizer.vocabulary_.items()}, vectorizer.idf_, logreg.coef_,
+        coef = np.atleast_2d(logreg.coef_)
+        return cls({str(k): int(v) for k, v in vectorizer.vocabulary_.items()}, vectorizer.idf_, coef,
                    logreg.intercept_, vectorizer.ngram_range, vectorizer.sublinear_tf, vectorizer.norm,
-                   vectorizer.token_pattern, len(logreg.classes_))
+                   vectorizer.token_pattern, coef.shape[0] if multilabel else len(logreg.classes_), multilabel)
 
     def to_dict(self) -> dict:
         terms = [None] * len(self.vocabulary)
@@ -85,7 +97,7 @@ class TfidfLogRegScorer:
             terms[index] = term
         return {"format": FORMAT, "ngram_range": list(self.ngram_range), "sublinear_tf": self.sublinear_tf,
                 "norm": self.norm, "token_pattern": self.token_pattern.pattern, "classes": self.classes,
-                "terms": terms, "idf": self.idf.tolist(), "coef": self.coef.tolist(),
+                "multilabel": self.multilabel, "terms": terms, "idf": self.idf.tolist(), "coef": self.coef.tolist(),
                 "intercept": self.intercept.tolist()}
 
     def save(self, path: str | Path) -> Path:
@@ -101,7 +113,7 @@ class TfidfLogRegScorer:
         vocabulary = {term: i for i, term in enumerate(data["terms"])}
         return cls(vocabulary, np.array(data["idf"]), np.array(data["coef"]), np.array(data["intercept"]),
                    tuple(data["ngram_range"]), data["sublinear_tf"], data["norm"], data["token_pattern"],
-                   data["classes"])
+                   data["classes"], data.get("multilabel", False))
 
     # -- scoring --------------------------------------------------------------------------
 
@@ -134,7 +146,10 @@ class TfidfLogRegScorer:
         return out
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), classes)``: class probabilities, or with ``multilabel`` a sigmoid per label."""
         scores = self.decision_function(texts)
+        if self.multilabel:
+            return 1.0 / (1.0 + np.exp(-scores))
         if self.classes == 2:
             positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
             return np.stack([1.0 - positive, positive], axis=1)

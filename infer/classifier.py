@@ -19,7 +19,7 @@ from .device import resolve_precision, select_device, torch_dtype
 from .fastpath import FastPathReport, optimize_for_inference
 from .heads import MeanPoolingClassifier
 from .manifest import MANIFEST_FILE, ModelFolderError, ModelManifest, TaskSpec
-from .tags import head_probabilities, load_tag_head, widen_output_layer
+from .tags import head_probabilities, load_tag_head, load_tag_tfidf, widen_output_layer
 from .text import tokenize
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class Prediction:
     label: str
     score: float  # probability of the positive class (binary tasks), else of the top class
     probs: dict[str, float]
-    # Models with a tag head (infer.tags): tag -> probability, and the tags over their thresholds.
+    # Models with a tag model (infer.tags): tag -> probability, and the tags over their thresholds.
     tactics: dict[str, float] | None = None
     tags: list[str] | None = None
     # Only when asked for (infer.explain): the sentences that most raise the score.
@@ -79,11 +79,16 @@ class Classifier:
     def __init__(self, model, tokenizer, manifest: ModelManifest, device: torch.device, precision: str = "fp32",
                  max_tokens: int | None = None, max_batch_size: int | None = None, pad_multiple: int = 8,
                  encode_block_size: int | None = None, compile_model: bool = False,
-                 fast_path: FastPathReport | None = None, blend: TfidfLogRegScorer | None = None):
+                 fast_path: FastPathReport | None = None, blend: TfidfLogRegScorer | None = None,
+                 tag_model: TfidfLogRegScorer | None = None):
         if manifest.blend is not None and blend is None:
             raise ValueError("the manifest blends in a second model: pass it as blend= (from_pretrained loads it)")
+        if manifest.tags is not None and not manifest.tags.in_network and tag_model is None:
+            raise ValueError("the manifest's tags come from a separate TF-IDF model: pass it as tag_model= "
+                             "(from_pretrained loads it)")
         self.model = model
         self.blend = blend
+        self.tag_model = tag_model  # the separate tag model (tags kind tfidf), else None
         self.tokenizer = tokenizer
         self.manifest = manifest
         self.device = torch.device(device)
@@ -197,9 +202,13 @@ class Classifier:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
-        if manifest.tags is not None:  # the tag head's rows go onto the label head's output layer
+        tag_model = None
+        if manifest.tags is not None:
             try:
-                widen_output_layer(model, len(manifest.labels), *load_tag_head(folder, manifest.tags))
+                if manifest.tags.in_network:  # the tag head's rows go onto the label head's output layer
+                    widen_output_layer(model, len(manifest.labels), *load_tag_head(folder, manifest.tags))
+                else:
+                    tag_model = load_tag_tfidf(folder, manifest.tags)
             except ValueError as err:
                 raise ModelFolderError(f"{folder}: {err}") from None
         if getattr(model.config, "use_cache", False):
@@ -211,7 +220,7 @@ class Classifier:
                                                    prepack_weights=prepack_weights, compile_model=compile_model,
                                                    copy=False)  # the model was loaded here: ours to rewrite
         classifier = cls(model, tokenizer, manifest, dev, precision, compile_model=compile_model, fast_path=report,
-                         blend=blend, **kwargs)
+                         blend=blend, tag_model=tag_model, **kwargs)
         logger.info("loaded %s on %s (%s; %s)", folder, dev, precision, classifier.fast_path.describe())
         return classifier
 
@@ -285,18 +294,26 @@ class Classifier:
         return self.combine(self.model_proba(texts), texts)
 
     def predict_proba_and_tags(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Class probabilities (as :meth:`predict_proba`) and, for a model with a tag head, tag
-        probabilities ``(len(texts), len(tags))`` (else None), from one pass."""
+        """Class probabilities (as :meth:`predict_proba`) and, for a model with a tag model (a
+        joint head or a separate one), tag probabilities ``(len(texts), len(tags))`` (else None),
+        from one pass of the network."""
         texts = list(texts)
         network, tags = self.model_proba_and_tags(texts)
         return self.combine(network, texts), tags
 
     def model_proba_and_tags(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
-        """The network's own class probabilities (no temperature, no blend) and its tag
-        probabilities (None without a tag head), from one pass."""
+        """The network's own class probabilities (no temperature, no blend) and the tag
+        probabilities (None without a tag model), from one pass: a joint head's come out of the
+        network, a separate TF-IDF model's (``tags.kind: tfidf``) from it, on each whole text."""
+        texts = list(texts)
         outputs = self._predict_outputs(texts)
         n = len(self.manifest.labels)
-        return outputs[:, :n], (outputs[:, n:] if self.manifest.tags is not None else None)
+        spec = self.manifest.tags
+        if spec is None:
+            return outputs[:, :n], None
+        if spec.in_network:
+            return outputs[:, :n], outputs[:, n:]
+        return outputs[:, :n], self.tag_model.predict_proba(texts).astype(np.float32)
 
     def combine(self, model_probs: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """What :meth:`predict_proba` returns, from :meth:`model_proba`'s output for ``texts``."""
@@ -311,6 +328,8 @@ class Classifier:
         score with what it just fitted, evaluation to score the network alone."""
         if manifest.blend is not None and self.blend is None:
             raise ValueError("this classifier has no blended model to score with")
+        if manifest.tags is not None and not manifest.tags.in_network and self.tag_model is None:
+            raise ValueError("this classifier has no separate tag model to score with")
         other = copy.copy(self)
         other.manifest = manifest
         other.blend = self.blend if manifest.blend is not None else None
@@ -318,16 +337,17 @@ class Classifier:
 
     def model_proba(self, texts: Sequence[str]) -> np.ndarray:
         """The network's own class probabilities (no temperature, no blend), rows in input order."""
-        return self.model_proba_and_tags(texts)[0]
+        return self._predict_outputs(texts)[:, :len(self.manifest.labels)]
 
     def _predict_outputs(self, texts: Sequence[str]) -> np.ndarray:
-        """The network's class probabilities, then tag probabilities when the model has a tag head."""
+        """The network's class probabilities, then tag probabilities when the model has a joint tag head."""
         texts = list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"text {i} is {type(t).__name__}, expected str")
         tags = self.manifest.tags
-        probs = np.zeros((len(texts), len(self.manifest.labels) + (len(tags.names) if tags else 0)), dtype=np.float32)
+        head_tags = len(tags.names) if tags is not None and tags.in_network else 0
+        probs = np.zeros((len(texts), len(self.manifest.labels) + head_tags), dtype=np.float32)
         if not texts:
             return probs
         for start, windows, owners in self._encoded_blocks(texts):

@@ -126,8 +126,8 @@ class ModelManifest:
     ``task``: the label head. ``text``: the text pipeline the model was trained with.
     ``base_model``: what was fine-tuned. ``provenance``: how the folder was made (``command``,
     ``recipe``, ``data``, ``method``, ``versions``, ``created``); free-form, for people and
-    benchmarks, never needed to score. ``tags``: the tactic-tag head (:class:`infer.tags.TagSpec`),
-    None when the model has none.
+    benchmarks, never needed to score. ``tags``: the tactic-tag model (:class:`infer.tags.TagSpec`;
+    its ``kind``: a joint head on the network or a separate TF-IDF model), None when the model has none.
 
     How the network's outputs become probabilities: ``pooling`` (``model``: the architecture's
     own sequence-classification head; ``mean``: :class:`infer.heads.MeanPoolingClassifier`),

@@ -8,6 +8,13 @@ one small matrix multiply: at load time its rows are appended to that output lay
 (:func:`widen_output_layer`), and the model's logits are ``[labels..., tags...]``;
 :func:`head_probabilities` turns them into a softmax over the labels and a sigmoid per tag.
 
+A tag model can instead stand beside the network (``TagSpec.kind == "tfidf"``, recipe
+``tags.mode: tfidf``): the folder then holds ``tag_tfidf.json``, word 1-2 gram TF-IDF and one
+logistic regression per tag, exported from scikit-learn as plain JSON and scored with numpy
+(:class:`infer.blend.TfidfLogRegScorer` with ``multilabel``; :func:`load_tag_tfidf`). The network
+is then a plain classifier trained without any tag loss, so the tags cannot change its labels.
+The manifest's ``tags.kind`` says which (absent in older folders: ``joint``).
+
 The tag names come from the model folder, never from ``train``: training writes the list it
 trained (``train.corpus.schema.TACTIC_TAGS`` for the shipped corpus) into the manifest.
 """
@@ -20,19 +27,29 @@ from typing import Sequence
 
 import numpy as np
 
-#: The tag head's weights in a model folder.
+#: The tag head's weights in a model folder (``kind: joint``).
 TAG_HEAD_FILE = "tag_head.safetensors"
+#: The separate TF-IDF tag model in a model folder (``kind: tfidf``).
+TAG_TFIDF_FILE = "tag_tfidf.json"
+#: ``TagSpec.kind`` values: a head on the network trained jointly with the label, or a separate
+#: TF-IDF + logistic regression model.
+TAG_KINDS = ("joint", "tfidf")
 
 
 @dataclasses.dataclass(frozen=True)
 class TagSpec:
-    """The tag head of a model folder: tag names in head order and a probability threshold
-    per tag (a tag is shown when its probability is at least its threshold)."""
+    """The tag model of a model folder: tag names in head order, a probability threshold per
+    tag (a tag is shown when its probability is at least its threshold), and its ``kind``
+    (``joint``: ``tag_head.safetensors`` on the network's output layer; ``tfidf``: the separate
+    ``tag_tfidf.json``)."""
 
     names: tuple[str, ...]
     thresholds: tuple[float, ...] | None = None
+    kind: str = "joint"
 
     def __post_init__(self):
+        if self.kind not in TAG_KINDS:
+            raise ValueError(f"tags: kind must be one of {', '.join(TAG_KINDS)}, got {self.kind!r}")
         object.__setattr__(self, "names", tuple(str(n) for n in self.names))
         if not self.names or len(set(self.names)) != len(self.names):
             raise ValueError(f"tags: need distinct tag names, got {list(self.names)}")
@@ -43,6 +60,11 @@ class TagSpec:
             if not all(0.0 <= t <= 1.0 for t in values):
                 raise ValueError(f"tags: thresholds must be in [0, 1], got {list(values)}")
             object.__setattr__(self, "thresholds", values)
+
+    @property
+    def in_network(self) -> bool:
+        """Whether the tag probabilities come out of the network (a joint head)."""
+        return self.kind == "joint"
 
     @property
     def decision_thresholds(self) -> np.ndarray:
@@ -78,13 +100,14 @@ class TagSpec:
         return out
 
     def to_dict(self) -> dict:
-        return {"names": list(self.names), "thresholds": None if self.thresholds is None else list(self.thresholds)}
+        return {"kind": self.kind, "names": list(self.names),
+                "thresholds": None if self.thresholds is None else list(self.thresholds)}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "TagSpec | None":
         if not data:
             return None
-        return cls(tuple(data["names"]), data.get("thresholds"))
+        return cls(tuple(data["names"]), data.get("thresholds"), data.get("kind", "joint"))
 
 
 def output_layer(model, n_out: int):
@@ -168,3 +191,21 @@ def load_tag_head(folder: str | Path, spec: TagSpec):
             or tuple(bias.shape) != (len(spec.names),):
         raise ValueError(f"{TAG_HEAD_FILE} does not hold a head for the manifest's {len(spec.names)} tags")
     return weight, bias
+
+
+def load_tag_tfidf(folder: str | Path, spec: TagSpec):
+    """The separate tag model (:class:`infer.blend.TfidfLogRegScorer`, multi-label); a missing
+    or malformed file, or one that does not score the manifest's tags, raises ``ValueError``."""
+    from .blend import TfidfLogRegScorer
+
+    path = Path(folder, TAG_TFIDF_FILE)
+    if not path.is_file():
+        raise ValueError(f"the manifest lists {len(spec.names)} tags (kind tfidf) but {TAG_TFIDF_FILE} is missing")
+    try:
+        scorer = TfidfLogRegScorer.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"cannot load {TAG_TFIDF_FILE}: {err}") from None
+    if not scorer.multilabel or scorer.coef.shape[0] != len(spec.names):
+        raise ValueError(f"{TAG_TFIDF_FILE} does not hold a multi-label model for the manifest's "
+                         f"{len(spec.names)} tags")
+    return scorer

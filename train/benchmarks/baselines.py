@@ -5,7 +5,8 @@
   flagged when it shows at least two categories: a single cue (WeChat, a fee, a trip)
   appears in ordinary outreach all the time.
 - :class:`TfidfLogReg`: word 1-2 gram TF-IDF and logistic regression (the corpus audit's
-  features).
+  features). :class:`TfidfTagLogReg`: the same features, one logistic regression per tactic
+  tag (the separate tag model of recipe ``tags.mode: tfidf``).
 - :class:`EmbeddingLogReg`: frozen sentence embeddings (mean-pooled token states of a
   transformer encoder, L2-normalised: how all-MiniLM-L6-v2 was trained to be used) and
   logistic regression.
@@ -128,14 +129,21 @@ class KeywordRules:
         return probs
 
 
-def _logistic_regression(seed: int):
+def _logistic_regression(seed: int, cv: int = 5):
     from sklearn.linear_model import LogisticRegressionCV
 
     # Newer scikit-learn (with use_legacy_attributes) asks for the L2 penalty and attribute layout explicitly.
     newer = "use_legacy_attributes" in LogisticRegressionCV().get_params()
     explicit = {"l1_ratios": (0.0,), "use_legacy_attributes": False} if newer else {}
-    return LogisticRegressionCV(Cs=[0.25, 1.0, 4.0, 16.0, 64.0], cv=5, scoring="neg_log_loss", max_iter=3000,
+    return LogisticRegressionCV(Cs=[0.25, 1.0, 4.0, 16.0, 64.0], cv=cv, scoring="neg_log_loss", max_iter=3000,
                                 random_state=seed, **explicit)
+
+
+def _tfidf_vectorizer():
+    """Word 1-2 grams of the normalised, lowercased text; the blend's and the tag model's features."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, preprocessor=_prepare)
 
 
 def _check_classes(y, n_labels: int) -> None:
@@ -149,13 +157,10 @@ class TfidfLogReg:
     training rows); also the corpus's shortcut audit (``python -m train.corpus audit``)."""
 
     def __init__(self, labels: list[str], seed: int = 0):
-        from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.pipeline import make_pipeline
 
         self.labels = list(labels)
-        self.pipeline = make_pipeline(
-            TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, preprocessor=_prepare),
-            _logistic_regression(seed))
+        self.pipeline = make_pipeline(_tfidf_vectorizer(), _logistic_regression(seed))
 
     def fit(self, texts: Sequence[str], y) -> "TfidfLogReg":
         _check_classes(y, len(self.labels))
@@ -187,6 +192,74 @@ class TfidfLogReg:
         order = np.argsort(coef)
         return {self.labels[1]: [(str(names[i]), round(float(coef[i]), 3)) for i in order[::-1][:n]],
                 self.labels[0]: [(str(names[i]), round(float(coef[i]), 3)) for i in order[:n]]}
+
+
+class TfidfTagLogReg:
+    """Multi-label: :class:`TfidfLogReg`'s features, one binary logistic regression per tag
+    (one-vs-rest; regularisation chosen by cross-validation per tag on the training rows).
+
+    A tag that the training rows never show (or always show) cannot be fitted: it gets a
+    constant probability, the training rate smoothed away from 0 and 1 (``(k + 0.5) / (n + 1)``)
+    with zero coefficients. A tag with fewer than 5 rows on one side is cross-validated over as
+    many folds as it has (plain ``C=1`` below 2).
+    """
+
+    def __init__(self, names: Sequence[str], seed: int = 0):
+        self.names = list(names)
+        self.seed = seed
+        self.vectorizer = _tfidf_vectorizer()
+        self.models: list = []  # per tag: the fitted logistic regression, or None (constant)
+        self.coef_ = self.intercept_ = None
+
+    def fit(self, texts: Sequence[str], targets) -> "TfidfTagLogReg":
+        """``targets``: 0/1 ``(len(texts), len(names))`` (``infer.tags.TagSpec.targets``)."""
+        from sklearn.linear_model import LogisticRegression
+
+        targets = np.asarray(targets)
+        if targets.shape != (len(texts), len(self.names)):
+            raise ValueError(f"targets {targets.shape} do not match {len(texts)} texts x {len(self.names)} tags")
+        features = self.vectorizer.fit_transform(list(texts))
+        self.coef_ = np.zeros((len(self.names), features.shape[1]))
+        self.intercept_ = np.zeros(len(self.names))
+        self.models = []
+        for j in range(len(self.names)):
+            y = targets[:, j].astype(int)
+            shown = int(y.sum())
+            minority = min(shown, len(y) - shown)
+            if minority == 0:
+                rate = (shown + 0.5) / (len(y) + 1)
+                self.models.append(None)
+                self.intercept_[j] = np.log(rate / (1 - rate))
+                continue
+            model = (_logistic_regression(self.seed, cv=min(5, minority)) if minority >= 2
+                     else LogisticRegression(C=1.0, max_iter=3000, random_state=self.seed))
+            model.fit(features, y)
+            self.models.append(model)
+            self.coef_[j], self.intercept_[j] = model.coef_[0], model.intercept_[0]
+        return self
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), len(names))``: each tag's probability, from scikit-learn's models."""
+        features = self.vectorizer.transform(list(texts))
+        out = np.empty((len(texts), len(self.names)))
+        for j, model in enumerate(self.models):
+            out[:, j] = (model.predict_proba(features)[:, 1] if model is not None
+                         else 1.0 / (1.0 + np.exp(-self.intercept_[j])))
+        return out
+
+    @property
+    def regularisation(self) -> list[float | None]:
+        """Per tag: the C chosen (None for a constant tag)."""
+        return [None if m is None else float(np.ravel(m.C_ if hasattr(m, "C_") else m.C)[0]) for m in self.models]
+
+    def export(self):
+        """The fitted models as one multi-label :class:`infer.blend.TfidfLogRegScorer` (plain
+        JSON when saved), which scores like :meth:`predict_proba` without scikit-learn."""
+        from infer.blend import TfidfLogRegScorer
+
+        if self.coef_ is None:
+            raise ValueError("fit the tag model before exporting it")
+        return TfidfLogRegScorer.from_sklearn(self.vectorizer, self, multilabel=True)
 
 
 class SentenceEmbedder:

@@ -156,12 +156,16 @@ class BlendConfig:
 
 @dataclasses.dataclass
 class TagsConfig:
-    """A tactic-tag head trained jointly with the label head (off unless ``enabled``).
+    """A tactic-tag model beside the label head (off unless ``enabled``).
 
+    ``mode``: ``joint`` (a second head on the network, trained jointly with the label head) or
+    ``tfidf`` (a separate model: word 1-2 gram TF-IDF and one logistic regression per tag,
+    fitted on the training rows after the network, which trains without any tag loss).
     ``names``: the tags, in head order (default: the taxonomy's, ``train.corpus.schema.TACTIC_TAGS``);
-    ``column``: the data column holding each row's list of tags; ``loss_weight``: the tags' binary
-    cross-entropy is added to the label's cross-entropy times this; ``threshold_rule``: how each
-    tag's threshold is picked on the validation split (``max_f1``). See ``train/recipes/tags.py``.
+    ``column``: the data column holding each row's list of tags; ``loss_weight`` (``joint``
+    only): the tags' binary cross-entropy is added to the label's cross-entropy times this;
+    ``threshold_rule``: how each tag's threshold is picked on the validation split (``max_f1``).
+    See ``train/recipes/tags.py``.
     """
 
     enabled: bool = False
@@ -169,16 +173,26 @@ class TagsConfig:
     column: str = "tactics"
     names: list[str] = dataclasses.field(default_factory=lambda: list(TACTIC_TAGS))
     threshold_rule: str = "max_f1"
+    mode: str = "joint"
 
     def __post_init__(self):
+        from infer.tags import TAG_KINDS
+
         if not isinstance(self.enabled, bool):
             raise ValueError(f"tags.enabled must be true or false, got {self.enabled!r}")
+        if self.mode not in TAG_KINDS:
+            raise ValueError(f"tags.mode must be one of {', '.join(TAG_KINDS)}, got {self.mode!r}")
         if not isinstance(self.loss_weight, (int, float)) or self.loss_weight < 0:
             raise ValueError(f"tags.loss_weight must be a number >= 0, got {self.loss_weight!r}")
         if not self.names or len(set(self.names)) != len(self.names):
             raise ValueError(f"tags.names must be distinct tag names, got {self.names!r}")
         if self.threshold_rule != "max_f1":
             raise ValueError(f"tags.threshold_rule must be max_f1, got {self.threshold_rule!r}")
+
+    @property
+    def joint(self) -> bool:
+        """Whether the network trains a tag head (tags on, ``mode: joint``)."""
+        return self.enabled and self.mode == "joint"
 
 
 @dataclasses.dataclass

@@ -76,9 +76,9 @@ def weighted_loss(weights):
 
 
 def loss_function(recipe: Recipe, weights, n_labels: int):
-    """The Trainer's ``compute_loss_func``: joint label + tag loss with a tag head, the
+    """The Trainer's ``compute_loss_func``: joint label + tag loss with a joint tag head, the
     class-weighted loss when weights are set, else the model's own."""
-    if recipe.tags.enabled:
+    if recipe.tags.joint:
         from .tags import joint_loss
 
         return joint_loss(weights, n_labels, recipe.tags.loss_weight)

@@ -15,12 +15,17 @@ def _fmt(v) -> str:
 
 
 def _tags_line(manifest, metrics: dict) -> str:
-    """One line on the tactic-tag head, if the model has one."""
+    """One line on the tactic-tag model (a joint head or a separate one), if the model has one."""
+    from infer.tags import TAG_HEAD_FILE, TAG_TFIDF_FILE
+
     if manifest.tags is None:
         return ""
     test = (metrics.get("test") or {}).get("tags")
     figures = f"; test micro F1 {_fmt(test['micro']['f1'])}, macro F1 {_fmt(test['macro']['f1'])}" if test else ""
-    return (f"- Tactic tags ({len(manifest.tags.names)}, `tag_head.safetensors`, thresholds on the validation "
+    what = (f"`{TAG_HEAD_FILE}`, a head trained jointly with the label" if manifest.tags.in_network else
+            f"`{TAG_TFIDF_FILE}`, a separate word 1-2 gram TF-IDF + logistic regression per tag, fitted on "
+            "the training rows; the network trained without tags")
+    return (f"- Tactic tags ({len(manifest.tags.names)}, {what}, thresholds on the validation "
             f"split): {', '.join(manifest.tags.names)}{figures}\n")
 
 

@@ -27,7 +27,7 @@ import yaml
 
 from infer.classifier import Classifier
 from infer.manifest import ModelManifest, TaskSpec
-from infer.tags import save_tag_head, split_output_layer
+from infer.tags import TAG_TFIDF_FILE, save_tag_head, split_output_layer
 from infer.text import tokenize
 
 from infer.blend import BLEND_FILE, apply_temperature
@@ -41,7 +41,7 @@ from .config import Recipe
 from .data import label_counts, load_splits, resolve_labels
 from .model_card import render_model_card
 from .parallel import effective_batch_size, process_state
-from .tags import add_tag_head, recipe_tag_spec, tag_targets
+from .tags import add_tag_head, fit_tag_tfidf, recipe_tag_spec, tag_targets
 
 logger = logging.getLogger("train")
 
@@ -101,24 +101,27 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
             logger.info("%s: %d rows %s", name, len(ds), label_counts(ds["label"]))
 
     tag_spec = recipe_tag_spec(recipe)
+    # A joint tag head trains inside the network; a separate (tfidf) tag model after it, alone.
+    head_spec = tag_spec if recipe.tags.joint else None
     if tag_spec is not None:
-        if recipe.method != "full":
-            raise ValueError(f"tags.enabled: a tag head trains with method full only, not {recipe.method!r}")
+        if head_spec is not None and recipe.method != "full":
+            raise ValueError(f"tags.enabled: a joint tag head trains with method full only, not {recipe.method!r} "
+                             "(tags.mode: tfidf works with any method)")
         for name, ds in splits.items():
             if ds is not None and recipe.tags.column not in ds.column_names:
                 raise ValueError(f"tags.enabled: the {name} split has no {recipe.tags.column!r} column")
 
     tokenizer, model = method.load_model(recipe, labels)
-    if tag_spec is not None:
-        add_tag_head(model, len(labels), len(tag_spec.names), seed=int(recipe.training.get("seed", 42)))
+    if head_spec is not None:
+        add_tag_head(model, len(labels), len(head_spec.names), seed=int(recipe.training.get("seed", 42)))
     state = process_state(recipe.training)
     with state.main_process_first():  # the others wait, then tokenise the same way
-        train_ds = tokenized(splits["train"], tokenizer, recipe, label_ids, tag_spec)
-        eval_ds = (tokenized(splits["validation"], tokenizer, recipe, label_ids, tag_spec)
+        train_ds = tokenized(splits["train"], tokenizer, recipe, label_ids, head_spec)
+        eval_ds = (tokenized(splits["validation"], tokenizer, recipe, label_ids, head_spec)
                    if splits["validation"] else None)
     fitted = method.fit(recipe, model, tokenizer, train_ds, eval_ds, task, run_dir, resume)
-    if tag_spec is not None:  # the folder holds a plain classifier plus tag_head.safetensors
-        tag_head = split_output_layer(fitted.model, len(labels), len(tag_spec.names))
+    if head_spec is not None:  # the folder holds a plain classifier plus tag_head.safetensors
+        tag_head = split_output_layer(fitted.model, len(labels), len(head_spec.names))
 
     final = run_dir / "model"
     world_size = state.num_processes
@@ -148,8 +151,13 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
     manifest = ModelManifest(task, recipe.text, recipe.model.name_or_path, provenance, tags=tag_spec,
                              pooling=recipe.model.pooling, blend=blend)
     manifest.save(staging)
-    if tag_spec is not None:
+    if head_spec is not None:
         save_tag_head(staging, *tag_head)
+    elif tag_spec is not None:
+        tag_tfidf = fit_tag_tfidf(tag_spec, splits["train"]["text"], splits["train"][recipe.tags.column],
+                                  seed=int(recipe.training.get("seed", 42)))
+        tag_tfidf.export().save(staging / TAG_TFIDF_FILE)
+        logger.info("tags: TF-IDF + one logistic regression per tag (C per tag: %s)", tag_tfidf.regularisation)
 
     # Score validation and test with the runtime, which keeps input order (the Trainer's
     # predict() does not under group_by_length sampling), on the CPU when the recipe says so.

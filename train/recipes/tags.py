@@ -1,6 +1,6 @@
-"""Training a tactic-tag head jointly with the label head (the recipe's ``tags:`` group).
+"""Training a tactic-tag model beside the label head (the recipe's ``tags:`` group).
 
-The tag head reads the features of the label head's output layer: its rows are appended to that
+``tags.mode: joint`` (default): the tag head reads the features of the label head's output layer: its rows are appended to that
 layer (``infer.tags.widen_output_layer``), so the model's logits are ``[labels..., tags...]``
 during training. Each training row's ``labels`` become ``[class index, tag_1 ... tag_n]`` (0/1
 per tag) and :func:`joint_loss` adds the tags' binary cross-entropy, times ``tags.loss_weight``,
@@ -8,6 +8,13 @@ to the (class-weighted) cross-entropy of the label. Before saving, the rows are 
 (``infer.tags.split_output_layer``): the model folder holds a plain classifier plus
 ``tag_head.safetensors``, and a per-tag threshold picked on the validation split goes into the
 manifest.
+
+``tags.mode: tfidf``: the network trains as if there were no tags (no tag head, no tag loss),
+so the tags cannot change its labels. After it, :func:`fit_tag_tfidf` fits word 1-2 gram
+TF-IDF and one logistic regression per tag on the training rows' tags
+(``train.benchmarks.baselines.TfidfTagLogReg``, the blend's features) and the folder gets it as
+plain JSON (``tag_tfidf.json``, ``infer.tags.TAG_TFIDF_FILE``); its per-tag thresholds are
+picked on the validation split the same way.
 """
 
 from __future__ import annotations
@@ -19,8 +26,15 @@ from .config import Recipe
 
 
 def recipe_tag_spec(recipe: Recipe) -> TagSpec | None:
-    """The tag head a recipe trains (thresholds not yet picked), or None when ``tags.enabled`` is off."""
-    return TagSpec(tuple(recipe.tags.names)) if recipe.tags.enabled else None
+    """The tag model a recipe trains (thresholds not yet picked), or None when ``tags.enabled`` is off."""
+    return TagSpec(tuple(recipe.tags.names), kind=recipe.tags.mode) if recipe.tags.enabled else None
+
+
+def fit_tag_tfidf(spec: TagSpec, texts, tag_values, seed: int = 0):
+    """The separate tag model (``tags.mode: tfidf``) fitted on the training rows' texts and tags."""
+    from ..benchmarks.baselines import TfidfTagLogReg
+
+    return TfidfTagLogReg(spec.names, seed=seed).fit(list(texts), tag_targets(spec, tag_values, "training data"))
 
 
 def tag_targets(spec: TagSpec, values, where: str):
