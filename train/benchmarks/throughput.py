@@ -241,7 +241,7 @@ def build_scorer(spec: ScorerSpec):
             warnings.simplefilter("ignore")
             model = torch.ao.quantization.quantize_dynamic(clf.model, {torch.nn.Linear}, dtype=torch.qint8)
         clf = Classifier(model, clf.tokenizer, clf.manifest, clf.device, "int8", max_tokens=spec.max_tokens,
-                         compile_model=compiled, fast_path=clf.fast_path)
+                         compile_model=compiled, fast_path=clf.fast_path, blend=clf.blend, tag_model=clf.tag_model)
 
     def score(texts: list[str]) -> np.ndarray:
         # Chunk by chunk, as `python -m infer` scores a file.

@@ -105,8 +105,7 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
     head_spec = tag_spec if recipe.tags.joint else None
     if tag_spec is not None:
         if head_spec is not None and recipe.method != "full":
-            raise ValueError(f"tags.enabled: a joint tag head trains with method full only, not {recipe.method!r} "
-                             "(tags.mode: tfidf works with any method)")
+            raise ValueError(f"tags.enabled: a joint tag head trains with method full only, not {recipe.method!r}")
         for name, ds in splits.items():
             if ds is not None and recipe.tags.column not in ds.column_names:
                 raise ValueError(f"tags.enabled: the {name} split has no {recipe.tags.column!r} column")
