@@ -199,3 +199,23 @@ def tagged_run(tiny_base, tagged_data_files, tmp_path_factory):
     raw = dict(tiny_recipe(tiny_base, tagged_data_files, num_train_epochs=3), tags={"enabled": True, "loss_weight": 1.0})
     return train(recipe_from_dict(raw), tmp_path_factory.mktemp("tagged_run"),
                  command="python -m train --config tiny_tags.yaml")
+
+
+def read_scored_tags(out, fmt: str):
+    """A scored file's rows and their decoded ``tactics`` and ``tags`` columns (None where a row
+    has none), for JSONL, CSV (checking its header) and Parquet outputs."""
+    import csv
+
+    if fmt == "jsonl":
+        got = [json.loads(line) for line in out.read_text().splitlines()]
+        return got, [g.get("tactics") for g in got], [g.get("tags") for g in got]
+    if fmt == "csv":
+        with open(out, newline="") as fh:
+            got = list(csv.DictReader(fh))
+        assert list(got[0]) == ["id", "label", "score", "probs", "tactics", "tags", "status", "error"]
+        return (got, [json.loads(g["tactics"]) if g["tactics"] else None for g in got],
+                [json.loads(g["tags"]) if g["tags"] else None for g in got])
+    import pyarrow.parquet as pq
+
+    got = pq.read_table(out).to_pylist()
+    return got, [None if g["tactics"] is None else dict(g["tactics"]) for g in got], [g["tags"] for g in got]

@@ -1,16 +1,14 @@
 """Tactic tags: the tag head in a model folder (infer.tags), joint training (train.recipes.tags),
 scoring output and per-tag metrics."""
 
-import csv
 import json
 import shutil
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import make_rows, write_jsonl
+from conftest import make_rows, read_scored_tags, write_jsonl
 from infer import Classifier
 from infer.manifest import ModelFolderError, ModelManifest
 from infer.score import score_file
@@ -121,20 +119,7 @@ def test_scored_files_carry_tactics_and_tags(tagged_model, tmp_path, fmt):
     out = tmp_path / f"out.{fmt}"
     counts = score_file(clf, src, out, chunk_size=4, progress=False)
     assert counts["ok"] == 8 and counts["empty_text"] == 1
-    if fmt == "jsonl":
-        got = [json.loads(line) for line in out.read_text().splitlines()]
-        tactics = [g["tactics"] for g in got]
-        tags = [g["tags"] for g in got]
-    elif fmt == "csv":
-        with open(out, newline="") as fh:
-            got = list(csv.DictReader(fh))
-        assert list(got[0]) == ["id", "label", "score", "probs", "tactics", "tags", "status", "error"]
-        tactics = [json.loads(g["tactics"]) if g["tactics"] else None for g in got]
-        tags = [json.loads(g["tags"]) if g["tags"] else None for g in got]
-    else:
-        got = pq.read_table(out).to_pylist()
-        tactics = [None if g["tactics"] is None else dict(g["tactics"]) for g in got]
-        tags = [g["tags"] for g in got]
+    got, tactics, tags = read_scored_tags(out, fmt)
     assert [str(g["id"]) for g in got] == [r["id"] for r in rows]
     assert tactics[3] is None and tags[3] is None
     expected = clf.predict([r["text"] for i, r in enumerate(rows) if i != 3])

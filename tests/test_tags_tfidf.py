@@ -2,15 +2,13 @@
 regression per tag, exported from scikit-learn as plain JSON (``tag_tfidf.json``), scored by
 ``infer`` with numpy through the same Classifier methods and output columns as a joint tag head."""
 
-import csv
 import json
 import shutil
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
-from conftest import make_rows, tag_rows, tiny_recipe, write_jsonl
+from conftest import make_rows, read_scored_tags, tag_rows, tiny_recipe, write_jsonl
 from infer import Classifier
 from infer.blend import TfidfLogRegScorer
 from infer.manifest import ModelFolderError, ModelManifest
@@ -143,19 +141,7 @@ def test_scored_files_carry_tactics_and_tags_from_the_separate_model(tfidf_tagge
     out = tmp_path / f"out.{fmt}"
     counts = score_file(clf, src, out, chunk_size=4, progress=False)
     assert counts["ok"] == 8 and counts["empty_text"] == 1
-    if fmt == "jsonl":
-        got = [json.loads(line) for line in out.read_text().splitlines()]
-        tactics, tags = [g.get("tactics") for g in got], [g.get("tags") for g in got]
-    elif fmt == "csv":
-        with open(out, newline="") as fh:
-            got = list(csv.DictReader(fh))
-        assert list(got[0]) == ["id", "label", "score", "probs", "tactics", "tags", "status", "error"]
-        tactics = [json.loads(g["tactics"]) if g["tactics"] else None for g in got]
-        tags = [json.loads(g["tags"]) if g["tags"] else None for g in got]
-    else:
-        got = pq.read_table(out).to_pylist()
-        tactics = [None if g["tactics"] is None else dict(g["tactics"]) for g in got]
-        tags = [g["tags"] for g in got]
+    got, tactics, tags = read_scored_tags(out, fmt)
     assert [str(g["id"]) for g in got] == [r["id"] for r in rows]
     assert [g["status"] for g in got] == ["ok"] * 3 + ["empty_text"] + ["ok"] * 5
     assert tactics[3] is None and tags[3] is None
