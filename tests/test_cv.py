@@ -78,6 +78,27 @@ def test_cross_validation_end_to_end(tiny_base, tmp_path, capsys):
     table = (out / "cv.md").read_text()
     assert "python -m train.benchmarks.cv --config" in table and "| both |" in table
     assert len((out / "folds.csv").read_text().splitlines()) == 1 + len(report["runs"])
+    # predictions.csv: every row once per seed and system as a test row, its fold run's figures
+    # recomputable from the scores and the threshold it records.
+    import csv
+
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    with open(out / "predictions.csv") as fh:
+        scored = list(csv.DictReader(fh))
+    assert "text" not in scored[0]
+    for name in names:
+        for seed in (0, 1):
+            test_rows = [r for r in scored if r["system"] == name and r["seed"] == str(seed) and r["role"] == "test"]
+            assert sorted(r["id"] for r in test_rows) == sorted(str(r["id"]) for r in rows)
+            assert any(r["role"] == "threshold" for r in scored if r["system"] == name and r["seed"] == str(seed))
+        for run in (r for r in report["runs"] if r["system"] == name):
+            mine = [r for r in scored if r["system"] == name and r["seed"] == str(run["seed"])
+                    and r["fold"] == str(run["fold"]) and r["role"] == "test"]
+            y = [r["label"] == "grooming" for r in mine]
+            score = np.array([float(r["score"]) for r in mine])
+            assert roc_auc_score(y, score) == pytest.approx(run["auroc"], abs=1e-4)
+            assert f1_score(y, score >= float(mine[0]["threshold"])) == pytest.approx(run["f1"])
     assert "wrote" in capsys.readouterr().out
 
 

@@ -19,7 +19,8 @@ Systems are the benchmark's (``configs/bench.yaml``: ``tfidf_logreg``, ``embeddi
 systems' probabilities (``members``, optional ``weights``), with its own threshold. Loaded
 model folders cannot be cross-validated (they were trained on some of the rows).
 
-Writes ``cv.md`` (the table and the command), ``cv.json`` and ``folds.csv`` under ``output_dir``.
+Writes ``cv.md`` (the table and the command), ``cv.json``, ``folds.csv`` and ``predictions.csv``
+(every fold run's scores, see :class:`PredictionLog`) under ``output_dir``.
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ def run_cv(config: CVConfig, command: str) -> dict:
         labels=labels, positive_label=config.positive_label)
 
     runs: list[dict] = []
+    predictions = PredictionLog(out / "predictions.csv")
     embedders: dict = {}
     started_all = time.perf_counter()
     for seed in config.seeds:
@@ -191,24 +193,30 @@ def run_cv(config: CVConfig, command: str) -> dict:
                 scorer = bench._train(system, source) if system.kind != "keyword_rules" else bench.scorer(
                     system, bench_config.datasets[0])
                 probs = scorer.predict_proba(test.texts)
+                val_probs = scorer.predict_proba(source.validation.texts)
                 if system.name in averaged:
-                    member_probs[system.name] = (probs, scorer.predict_proba(source.validation.texts))
+                    member_probs[system.name] = (probs, val_probs)
+                predictions.add(seed, k, system.name, scorer.task, test, probs, source.validation, val_probs)
                 runs.append({"seed": seed, "fold": k, "system": system.name, "n": len(test),
                              "seconds": round(time.perf_counter() - t0, 1),
                              **fold_measures(y, probs, scorer.task, _take(hard, test_idx))})
                 logger.info("seed %d fold %d %s: %s", seed, k, system.name,
                             {m: fmt(runs[-1][m]) for m in MEASURES})
                 if scorer.network is not None:  # a blended fine-tuned folder: its network alone too
+                    network_probs = scorer.network.predict_proba(test.texts)
                     runs.append({"seed": seed, "fold": k, "system": network_name(system.name), "n": len(test),
                                  "seconds": 0.0,
-                                 **fold_measures(y, scorer.network.predict_proba(test.texts), scorer.network.task,
-                                                 _take(hard, test_idx))})
+                                 **fold_measures(y, network_probs, scorer.network.task, _take(hard, test_idx))})
+                    predictions.add(seed, k, network_name(system.name), scorer.network.task, test, network_probs,
+                                    source.validation, scorer.network.predict_proba(source.validation.texts))
             for system in config.averages:
                 probs = weighted_average(system, [member_probs[m][0] for m in system.members])
                 val_probs = weighted_average(system, [member_probs[m][1] for m in system.members])
                 threshold = select_threshold(y_val == task.positive_index, task.scores(val_probs), "max_f1")
                 runs.append({"seed": seed, "fold": k, "system": system.name, "n": len(test), "seconds": 0.0,
                              **fold_measures(y, probs, task.with_threshold(threshold), _take(hard, test_idx))})
+                predictions.add(seed, k, system.name, task.with_threshold(threshold), test, probs,
+                                source.validation, val_probs)
     names = [s.name for s in config.systems]
     for system in list(config.trained):
         if any(r["system"] == network_name(system.name) for r in runs):
@@ -218,6 +226,7 @@ def run_cv(config: CVConfig, command: str) -> dict:
               "folds": config.folds, "seeds": config.seeds, "use_splits": config.use_splits,
               "reference": config.reference, "seconds": round(time.perf_counter() - started_all, 1),
               "summary": summary, "runs": runs}
+    predictions.close()
     (out / "cv.json").write_text(json.dumps(report, indent=2) + "\n")
     with open(out / "folds.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["seed", "fold", "system", "n", "seconds", *MEASURES])
@@ -226,6 +235,32 @@ def run_cv(config: CVConfig, command: str) -> dict:
     (out / "cv.md").write_text(render_cv(report))
     print(f"wrote {out}/cv.md, cv.json and folds.csv")
     return report
+
+
+class PredictionLog:
+    """``predictions.csv``: every system's score for every row of every fold run, the held-out
+    fold (``role`` test) and the fold that picked the threshold (``role`` threshold), with the
+    threshold it picked. Enough to study blends and thresholds afterwards without retraining
+    (scores only: no message text)."""
+
+    FIELDS = ["seed", "fold", "system", "role", "id", "label", "score", "threshold"]
+
+    def __init__(self, path: Path):
+        self._fh = open(path, "w", newline="")
+        self._writer = csv.DictWriter(self._fh, fieldnames=self.FIELDS)
+        self._writer.writeheader()
+
+    def add(self, seed: int, fold: int, system: str, task: TaskSpec, test: LabelledRows, probs: np.ndarray,
+            validation: LabelledRows, val_probs: np.ndarray) -> None:
+        threshold = repr(float(task.decision_threshold))
+        for role, rows, scores in (("test", test, task.scores(probs)), ("threshold", validation, task.scores(val_probs))):
+            for row_id, label, score in zip(rows.ids, rows.labels, scores):
+                self._writer.writerow({"seed": seed, "fold": fold, "system": system, "role": role, "id": row_id,
+                                       "label": label, "score": repr(float(score)), "threshold": threshold})
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 def network_name(system: str) -> str:
