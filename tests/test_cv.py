@@ -101,6 +101,26 @@ def test_cross_validation_end_to_end(tiny_base, tmp_path, capsys):
             assert f1_score(y, score >= float(mine[0]["threshold"])) == pytest.approx(run["f1"])
     assert "wrote" in capsys.readouterr().out
 
+    # The blend sweep recomputes averages from those scores: weight 1 and 0 are the members
+    # themselves, 0.25 the `both` system (weights 1:3), fold run by fold run.
+    from train.benchmarks import blend_sweep
+
+    sweep = blend_sweep.sweep(blend_sweep.load_predictions(out / "predictions.csv"), "frozen", "tfidf_logreg",
+                              weights=(0.0, 0.25, 1.0))
+    for weight, name in ((0.0, "frozen"), (0.25, "both"), (1.0, "tfidf_logreg")):
+        expected = sorted((r for r in report["runs"] if r["system"] == name), key=lambda r: (r["seed"], r["fold"]))
+        for got, run in zip(sweep["weights"][weight], expected, strict=True):
+            assert got["auroc"] == pytest.approx(run["auroc"]) and got["auprc"] == pytest.approx(run["auprc"])
+            assert got["f1"] == pytest.approx(run["f1"])
+    assert len(sweep["weights"]["fit"]) == len(sweep["chosen"]) == 6
+    assert all(w in (0.0, 0.25, 1.0) for w in sweep["chosen"])
+    assert blend_sweep.main(["--predictions", str(out / "predictions.csv"), "--network", "frozen",
+                             "--weights", "0,0.25,1"]) == 0
+    table = capsys.readouterr().out
+    assert "| 0.25 |" in table and "| fit |" in table
+    assert blend_sweep.main(["--predictions", str(out / "predictions.csv"), "--network", "nope"]) == 2
+    assert "no scores of 'nope'" in capsys.readouterr().err
+
 
 @pytest.mark.parametrize("systems, cv, message", [
     ([{"name": "tfidf_logreg", "kind": "tfidf_logreg"}], {"reference": "nope"}, "reference"),
@@ -122,12 +142,15 @@ def test_bad_configs_are_refused(tmp_path, systems, cv, message, capsys):
 
 
 def test_a_blended_finetuned_system_also_reports_its_network_alone(tiny_base, tmp_path):
-    from conftest import tiny_recipe
+    from conftest import tag_rows, tiny_recipe
 
     data, rows = _corpus(tmp_path)
+    write_jsonl(data, tag_rows(rows))  # the corpus's tag lists, which the recipe's tag model trains on
     recipe = tiny_recipe(tiny_base, {s: tmp_path / f"never_read_{s}.jsonl" for s in ("train", "validation", "test")},
                          num_train_epochs=1)
-    recipe.update({"blend": {"tfidf_weight": 0.5}, "calibration": {"temperature": "fit"}})
+    # The shipped default's shape: blended, temperature-scaled, with a separate TF-IDF tag model.
+    recipe.update({"blend": {"tfidf_weight": 0.5}, "calibration": {"temperature": "fit"},
+                   "tags": {"enabled": True, "mode": "tfidf"}})
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     systems = [{"name": "tfidf_logreg", "kind": "tfidf_logreg"},
                {"name": "tuned", "kind": "finetuned", "recipe": str(tmp_path / "recipe.yaml")}]
@@ -141,3 +164,23 @@ def test_a_blended_finetuned_system_also_reports_its_network_alone(tiny_base, tm
     # Same training, different scores: the blend moves the ranking on at least one fold.
     assert any(alone[k]["auroc"] != blended[k]["auroc"] for k in alone)
     assert "| tuned (network alone) |" in (tmp_path / "out" / "cv.md").read_text()
+    folder = tmp_path / "out" / "systems" / "tuned" / "seed0" / "fold0" / "model"
+    assert json.loads((folder / "outreach_guard.json").read_text())["tags"] is not None  # trained with its tags
+
+
+def test_a_recipe_with_tags_on_rows_without_tag_lists_trains_without_them(tiny_base, tmp_path, caplog):
+    from conftest import tiny_recipe
+
+    data, rows = _corpus(tmp_path)
+    write_jsonl(data, [{k: v for k, v in r.items() if k != "tactics"} for r in rows])
+    recipe = tiny_recipe(tiny_base, {s: tmp_path / f"never_read_{s}.jsonl" for s in ("train", "validation", "test")},
+                         num_train_epochs=1)
+    recipe.update({"tags": {"enabled": True, "mode": "tfidf"}})
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    systems = [{"name": "tfidf_logreg", "kind": "tfidf_logreg"},
+               {"name": "tuned", "kind": "finetuned", "recipe": str(tmp_path / "recipe.yaml")}]
+    with caplog.at_level("WARNING", logger="train.benchmarks"):
+        assert main(["--config", str(_config(tmp_path, data, systems, seeds=[0]))]) == 0
+    assert "has no 'tactics' column" in caplog.text
+    report = json.loads((tmp_path / "out" / "cv.json").read_text())
+    assert sum(r["n"] for r in report["runs"] if r["system"] == "tuned") == len(rows)

@@ -361,8 +361,18 @@ class Bench:
 
         recipe = load_recipe(system.recipe, system.overrides)
         recipe.data = dataclasses.replace(recipe.data, labels=list(task.labels), positive_label=task.positive_label)
-        rows = {"train": _rows(source.train), "validation": _rows(source.validation) if source.validation else None,
-                "test": None}
+        extra = []
+        if recipe.tags.enabled:  # the recipe's tag model needs the rows' tag lists (the label does not)
+            column = recipe.tags.column
+            if all(column in part.columns for part in (source.train, source.validation) if part is not None):
+                extra = [column]
+            else:
+                logger.warning("system %s: %s has no %r column, so it trains without the recipe's tag model "
+                               "(with tags.mode tfidf the label's figures are the same either way)",
+                               system.name, source.description, column)
+                recipe.tags = dataclasses.replace(recipe.tags, enabled=False)
+        rows = {"train": _rows(source.train, extra),
+                "validation": _rows(source.validation, extra) if source.validation else None, "test": None}
         run_dir = Path(self.config.output_dir) / "systems" / system.name / source.slug
         run = train(recipe, run_dir, rows=rows, command=f"benchmark system {system.name} on {source.description}")
         clf = Classifier.from_pretrained(run.model_dir)
@@ -381,8 +391,11 @@ def weighted_average(system: SystemConfig, member_probs: list) -> np.ndarray:
     return sum(w * np.asarray(p, dtype=float) for w, p in zip(weights, member_probs))
 
 
-def _rows(rows: LabelledRows) -> list[dict]:
-    return [{"id": i, "text": t, "label": lab} for i, t, lab in zip(rows.ids, rows.texts, rows.labels)]
+def _rows(rows: LabelledRows, extra_columns=()) -> list[dict]:
+    """Training rows for a recipe: id, text, label and ``extra_columns`` (e.g. the tag lists)."""
+    extra = {name: rows.columns[name] for name in extra_columns}
+    return [{"id": i, "text": t, "label": lab, **{name: values[n] for name, values in extra.items()}}
+            for n, (i, t, lab) in enumerate(zip(rows.ids, rows.texts, rows.labels))]
 
 
 # -- output ----------------------------------------------------------------------------------
