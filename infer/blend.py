@@ -17,6 +17,15 @@ The manifest's ``blend`` says how to combine::
 probabilities are first sharpened or softened by the manifest's ``temperature`` (fitted on the
 validation split), so that an over-confident transformer does not drown the other model.
 
+Binary models may instead stack the two (recipe ``blend.combine: stack``; manifest format 4)::
+
+    "blend": {"kind": "tfidf_logreg", "file": "tfidf_logreg.json", "combine": "logistic",
+              "coef": [0.9, 1.3], "intercept": -0.2}
+
+the positive class's probability is ``sigmoid(coef[0] * logit(network) + coef[1] * logit(tfidf)
++ intercept)`` of the two models' positive-class probabilities (the network's at the
+temperature), a logistic regression fitted on the validation split (:func:`stack_probs`).
+
 The same scorer, with ``multilabel``, holds a separate tactic-tag model (recipe
 ``tags.mode: tfidf``, :mod:`infer.tags`): one binary logistic regression per tag on the same
 features, a coefficient row and a sigmoid per tag.
@@ -37,6 +46,12 @@ from .text import TextSettings, normalize_text
 
 #: ``blend.kind`` values this runtime can score.
 BLEND_KINDS = ("tfidf_logreg",)
+#: ``blend.combine`` values: ``mean`` (weighted average of probabilities, the default when absent)
+#: and ``logistic`` (a logistic regression on the two models' log-odds; binary tasks only).
+BLEND_COMBINES = ("mean", "logistic")
+#: Probabilities are clipped to [eps, 1 - eps] before taking log-odds, so that a saturated
+#: float32 probability (0.0 or 1.0) gives a finite feature.
+LOGIT_EPS = 1e-6
 BLEND_FILE = "tfidf_logreg.json"
 FORMAT = "outreach-guard/tfidf-logreg/1"
 
@@ -175,3 +190,68 @@ def blend_probs(model_probs: np.ndarray, other_probs: np.ndarray, weight: float)
         raise ValueError(f"blend weight {weight} is outside [0, 1]")
     return ((1.0 - weight) * np.asarray(model_probs, dtype=np.float64)
             + weight * np.asarray(other_probs, dtype=np.float64)).astype(np.float32)
+
+
+def log_odds(p) -> np.ndarray:
+    """``log(p / (1 - p))`` in float64, ``p`` clipped to ``[LOGIT_EPS, 1 - LOGIT_EPS]``."""
+    p = np.clip(np.asarray(p, dtype=np.float64), LOGIT_EPS, 1.0 - LOGIT_EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def stack_probs(model_probs: np.ndarray, other_probs: np.ndarray, positive_index: int,
+                coef: Sequence[float], intercept: float) -> np.ndarray:
+    """Two-class probabilities from a logistic regression on the two models' positive-class
+    log-odds: ``sigmoid(coef[0] * logit(model) + coef[1] * logit(other) + intercept)`` for the
+    class at ``positive_index``, one minus it for the other."""
+    model_probs, other_probs = np.asarray(model_probs), np.asarray(other_probs)
+    if model_probs.ndim != 2 or model_probs.shape[1] != 2 or other_probs.shape != model_probs.shape:
+        raise ValueError(f"stacking combines two-class probabilities, got shapes {model_probs.shape} and "
+                         f"{other_probs.shape}")
+    a, b = (float(c) for c in coef)
+    z = a * log_odds(model_probs[:, positive_index]) + b * log_odds(other_probs[:, positive_index]) + float(intercept)
+    positive = 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function, without overflow
+    out = np.empty(model_probs.shape, dtype=np.float64)
+    out[:, positive_index] = positive
+    out[:, 1 - positive_index] = 1.0 - positive
+    return out.astype(np.float32)
+
+
+def check_blend(blend: dict, labels: Sequence[str], positive_label: str | None) -> None:
+    """Raise ``ValueError`` unless ``blend`` (a manifest's) names a known model and a usable way
+    to combine it: a weight in [0, 1] for ``mean``; two finite coefficients and an intercept for
+    ``logistic``, which needs a binary task with a positive label."""
+    if not isinstance(blend, dict) or blend.get("kind") not in BLEND_KINDS:
+        raise ValueError(f"blend: kind must be one of {', '.join(BLEND_KINDS)}, got {blend!r}")
+    if not blend.get("file"):
+        raise ValueError(f"blend needs a file, got {blend!r}")
+    combine = blend.get("combine", "mean")
+    if combine not in BLEND_COMBINES:
+        raise ValueError(f"blend: combine must be one of {', '.join(BLEND_COMBINES)}, got {combine!r}")
+    if combine == "mean":
+        try:
+            ok = 0.0 <= float(blend.get("weight", -1)) <= 1.0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"blend needs a weight in [0, 1], got {blend!r}")
+        return
+    if len(labels) != 2 or positive_label is None:
+        raise ValueError("blend: combine logistic needs a binary task with a positive label")
+    try:
+        values = [float(c) for c in blend.get("coef", ())] + [float(blend["intercept"])]
+    except (KeyError, TypeError, ValueError):
+        values = []
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"blend: combine logistic needs coef (two numbers) and intercept, got {blend!r}")
+
+
+def combine_probs(model_probs: np.ndarray, other_probs: np.ndarray, blend: dict,
+                  positive_index: int | None = None) -> np.ndarray:
+    """The manifest's ``blend`` applied to the (calibrated) network's and the other model's
+    class probabilities: :func:`blend_probs` for ``combine: mean``, :func:`stack_probs` for
+    ``combine: logistic`` (which needs ``positive_index``)."""
+    if blend.get("combine", "mean") == "logistic":
+        if positive_index is None:
+            raise ValueError("blend: combine logistic needs the positive class's index")
+        return stack_probs(model_probs, other_probs, positive_index, blend["coef"], blend["intercept"])
+    return blend_probs(model_probs, other_probs, float(blend["weight"]))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .batching import batch_width, length_sorted_batches
-from .blend import TfidfLogRegScorer, apply_temperature, blend_probs
+from .blend import TfidfLogRegScorer, apply_temperature, combine_probs
 from .device import resolve_precision, select_device, torch_dtype
 from .fastpath import FastPathReport, optimize_for_inference
 from .heads import MeanPoolingClassifier
@@ -320,7 +320,8 @@ class Classifier:
         probs = apply_temperature(model_probs, self.manifest.temperature)
         if self.blend is None or len(texts) == 0:
             return probs
-        return blend_probs(probs, self.blend.predict_proba(list(texts)), float(self.manifest.blend["weight"]))
+        return combine_probs(probs, self.blend.predict_proba(list(texts)), self.manifest.blend,
+                             self.manifest.task.positive_index if self.manifest.task.binary else None)
 
     def with_manifest(self, manifest: ModelManifest) -> "Classifier":
         """This classifier (same model, shared) with another manifest's decision rule,

@@ -26,7 +26,9 @@ MANIFEST_FILE = "outreach_guard.json"
 #: Evaluation results written next to the manifest by training (``metrics.json``).
 METRICS_FILE = "metrics.json"
 #: 3 added ``head``, ``temperature``, ``blend`` and ``tags``; folders without them still write 2.
-FORMAT_VERSION = 3
+#: 4 added ``blend.combine: logistic``; folders without it still write 3 (or 2), so that an older
+#: runtime refuses a stacked folder by its version instead of averaging it.
+FORMAT_VERSION = 4
 #: ``head.pooling`` values: ``model`` (the architecture's own sequence-classification head) or
 #: ``mean`` (:class:`infer.heads.MeanPoolingClassifier`).
 POOLINGS = ("model", "mean")
@@ -145,7 +147,7 @@ class ModelManifest:
     blend: dict | None = None
 
     def __post_init__(self):
-        from .blend import BLEND_KINDS
+        from .blend import check_blend
 
         if self.pooling not in POOLINGS:
             raise ValueError(f"head.pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}")
@@ -153,10 +155,7 @@ class ModelManifest:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         object.__setattr__(self, "temperature", float(self.temperature))
         if self.blend is not None:
-            if not isinstance(self.blend, dict) or self.blend.get("kind") not in BLEND_KINDS:
-                raise ValueError(f"blend: kind must be one of {', '.join(BLEND_KINDS)}, got {self.blend!r}")
-            if not 0.0 <= float(self.blend.get("weight", -1)) <= 1.0 or not self.blend.get("file"):
-                raise ValueError(f"blend needs a file and a weight in [0, 1], got {self.blend!r}")
+            check_blend(self.blend, self.task.labels, self.task.positive_label)
 
     # Convenience views of the label head.
     @property
@@ -180,8 +179,16 @@ class ModelManifest:
         temperature, blend or tag head)."""
         return self.pooling == "model" and self.temperature == 1.0 and self.blend is None and self.tags is None
 
+    @property
+    def format_version(self) -> int:
+        """The oldest format that holds this manifest: 2 when :attr:`plain`, 4 with a stacked
+        blend, else 3."""
+        if self.plain:
+            return 2
+        return 4 if (self.blend or {}).get("combine") == "logistic" else 3
+
     def to_dict(self) -> dict:
-        data = {"format_version": 2 if self.plain else FORMAT_VERSION, "task": self.task.to_dict(),
+        data = {"format_version": self.format_version, "task": self.task.to_dict(),
                 "text": self.text.to_dict(), "base_model": self.base_model, "provenance": self.provenance}
         if self.tags is not None:  # absent, not null, without a tag head
             data["tags"] = self.tags.to_dict()

@@ -201,3 +201,116 @@ def test_lora_recipes_keep_the_models_own_head(tiny_base, tiny_data_files):
     raw.update(method="lora", model={**raw["model"], "pooling": "mean"})
     with pytest.raises(ValueError, match="model.pooling: model"):
         recipe_from_dict(raw)
+
+
+# Stacking (blend.combine: stack): a logistic regression on the two models' log-odds.
+
+def test_stacked_probabilities_are_scikit_learns_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    from infer.blend import log_odds, stack_probs
+    from train.evaluation.calibration import STACK_C, fit_stack
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300).astype(bool)
+    strong = 1 / (1 + np.exp(-(np.where(y, 2.0, -2.0) + rng.normal(0, 1.5, 300))))
+    noise = rng.uniform(0, 1, 300)
+    strong[:3], noise[:3] = 1.0, 0.0  # saturated float32 probabilities stay finite
+    coef, intercept = fit_stack(strong, noise, y)
+    assert coef[0] > 0.5 and abs(coef[1]) < 0.3  # it trusts the informative model, not the noise
+    features = np.column_stack([log_odds(strong), log_odds(noise)])
+    expected = LogisticRegression(C=STACK_C).fit(features, y).predict_proba(features)[:, 1]
+    two = lambda p: np.column_stack([1 - p, p])  # noqa: E731
+    got = stack_probs(two(strong), two(noise), 1, coef, intercept)
+    assert np.isfinite(got).all() and np.allclose(got.sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(got[:, 1], expected, atol=1e-5)
+    # The positive class may be the first column.
+    flipped = stack_probs(two(strong)[:, ::-1], two(noise)[:, ::-1], 0, coef, intercept)
+    np.testing.assert_allclose(flipped[:, ::-1], got, atol=1e-7)
+    with pytest.raises(ValueError, match="positive and negative"):
+        fit_stack(strong, noise, np.ones(300, dtype=bool))
+    with pytest.raises(ValueError, match="two-class"):
+        stack_probs(np.full((2, 3), 1 / 3), np.full((2, 3), 1 / 3), 1, coef, intercept)
+
+
+def test_manifest_blend_is_checked_and_a_stacked_folder_needs_format_4(monkeypatch):
+    from infer import manifest as manifest_module
+    from infer.manifest import TaskSpec
+
+    task = TaskSpec(("benign", "grooming"), "grooming", 0.5)
+    stacked = {"kind": "tfidf_logreg", "file": BLEND_FILE, "combine": "logistic", "coef": [1.2, 0.8], "intercept": -0.1}
+    m = ModelManifest(task, blend=stacked)
+    assert m.to_dict()["format_version"] == 4
+    assert ModelManifest(task, blend={"kind": "tfidf_logreg", "file": BLEND_FILE, "weight": 0.5}).to_dict()[
+        "format_version"] == 3
+    assert ModelManifest.from_dict(m.to_dict()).blend == stacked
+    for bad, match in (({**stacked, "coef": [1.0]}, "coef"), ({**stacked, "intercept": float("nan")}, "coef"),
+                       ({**stacked, "combine": "max"}, "combine"),
+                       ({"kind": "tfidf_logreg", "file": BLEND_FILE}, "weight")):
+        with pytest.raises(ValueError, match=match):
+            ModelManifest(task, blend=bad)
+    with pytest.raises(ValueError, match="binary"):
+        ModelManifest(TaskSpec(("a", "b", "c")), blend=stacked)
+    # A runtime that reads format 3 refuses the stacked folder instead of averaging it.
+    monkeypatch.setattr(manifest_module, "FORMAT_VERSION", 3)
+    with pytest.raises(ValueError, match="format_version 4 is newer"):
+        ModelManifest.from_dict(m.to_dict())
+
+
+@pytest.fixture(scope="module")
+def stacked_run(tiny_base, tiny_data_files, tmp_path_factory):
+    raw = tiny_recipe(tiny_base, tiny_data_files)
+    raw["model"]["pooling"] = "mean"
+    raw["calibration"] = {"temperature": "fit"}
+    raw["blend"] = {"combine": "stack"}
+    return train(recipe_from_dict(raw), tmp_path_factory.mktemp("stacked"))
+
+
+def test_a_stacked_model_fits_on_validation_and_scores_as_trained(stacked_run, tiny_data_files):
+    from sklearn.linear_model import LogisticRegression
+
+    from infer.blend import log_odds, stack_probs
+    from train.evaluation.calibration import STACK_C
+    from train.evaluation.metrics import classification_metrics
+
+    folder = stacked_run.model_dir
+    manifest = ModelManifest.load(folder)
+    assert json.loads((folder / "outreach_guard.json").read_text())["format_version"] == 4
+    blend = manifest.blend
+    assert blend["combine"] == "logistic" and blend["coef"] != [1.0, 1.0]  # fitted, not the placeholder
+    clf = Classifier.from_pretrained(folder, device="cpu", precision="fp32")
+    tfidf = TfidfLogRegScorer.load(folder / BLEND_FILE)
+
+    def parts(split):
+        rows = [json.loads(line) for line in open(tiny_data_files[split])]
+        texts = [r["text"] for r in rows]
+        return (texts, np.array([r["label"] == "grooming" for r in rows]),
+                apply_temperature(clf.model_proba(texts), manifest.temperature), tfidf.predict_proba(texts))
+
+    # The saved weights are the logistic regression of validation's labels on the two log-odds.
+    texts, y, network, other = parts("validation")
+    features = np.column_stack([log_odds(network[:, 1]), log_odds(other[:, 1])])
+    reference = LogisticRegression(C=STACK_C).fit(features, y)
+    np.testing.assert_allclose(blend["coef"], reference.coef_[0], atol=1e-4)
+    assert blend["intercept"] == pytest.approx(float(reference.intercept_[0]), abs=1e-4)
+    # The runtime scores test as training did.
+    texts, y, network, other = parts("test")
+    probs = clf.predict_proba(texts)
+    np.testing.assert_allclose(probs, stack_probs(network, other, 1, blend["coef"], blend["intercept"]), atol=1e-6)
+    again = classification_metrics(y.astype(int), probs, manifest.task)
+    assert again["auroc"] == pytest.approx(stacked_run.metrics["test"]["auroc"], abs=1e-6)
+    assert again["f1"] == pytest.approx(stacked_run.metrics["test"]["f1"], abs=1e-6)
+    assert "stacked" in (folder / "README.md").read_text()
+
+
+def test_stacking_is_refused_before_training_where_it_cannot_be_fitted(tiny_base, tiny_data_files, tmp_path):
+    raw = tiny_recipe(tiny_base, tiny_data_files)
+    with pytest.raises(ValueError, match="tfidf_weight"):
+        recipe_from_dict({**raw, "blend": {"combine": "stack", "tfidf_weight": 0.5}})
+    with pytest.raises(ValueError, match="combine"):
+        recipe_from_dict({**raw, "blend": {"combine": "vote"}})
+    no_validation = {**raw, "data": {k: v for k, v in raw["data"].items() if k != "validation_file"},
+                     "blend": {"combine": "stack"}}
+    with pytest.raises(ValueError, match="stack fits on the validation split, and there is none"):
+        train(recipe_from_dict(no_validation), tmp_path / "run")
+    assert not (tmp_path / "run" / "model").exists()

@@ -142,16 +142,31 @@ class CalibrationConfig:
 
 @dataclasses.dataclass
 class BlendConfig:
-    """``tfidf_weight`` > 0: also fit word 1-2 gram TF-IDF + logistic regression on the training
-    rows and save it in the model folder; scores average the (calibrated) network's
-    probabilities with weight ``1 - tfidf_weight`` and the TF-IDF model's with ``tfidf_weight``
-    (``infer.blend``). The threshold is then picked on the averaged score."""
+    """A TF-IDF model beside the network: word 1-2 gram TF-IDF + logistic regression fitted on the
+    training rows and saved in the model folder (``infer.blend``). The threshold is then picked
+    on the combined score.
+
+    ``combine``: ``mean`` averages the (calibrated) network's probabilities with weight
+    ``1 - tfidf_weight`` and the TF-IDF model's with ``tfidf_weight`` (0, the default, turns the
+    blend off); ``stack`` fits a logistic regression on the two models' log-odds on the
+    validation split (two weights and an intercept, ``train.evaluation.calibration.fit_stack``; binary tasks with a
+    validation split only; ``tfidf_weight`` must then be left at 0)."""
 
     tfidf_weight: float = 0.0
+    combine: str = "mean"
 
     def __post_init__(self):
+        if self.combine not in ("mean", "stack"):
+            raise ValueError(f"blend.combine must be mean or stack, got {self.combine!r}")
         if not 0.0 <= float(self.tfidf_weight) < 1.0:
             raise ValueError(f"blend.tfidf_weight must be in [0, 1), got {self.tfidf_weight}")
+        if self.combine == "stack" and float(self.tfidf_weight) != 0.0:
+            raise ValueError("blend.tfidf_weight is the weight of combine: mean; combine: stack fits its "
+                             "weights on the validation split (leave tfidf_weight out)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.combine == "stack" or float(self.tfidf_weight) > 0
 
 
 @dataclasses.dataclass

@@ -44,7 +44,13 @@ def render_model_card(recipe: Recipe, manifest: ModelManifest, metrics: dict, co
     head = ("masked mean of the last hidden states, then one linear layer (`classifier.safetensors`)"
             if manifest.pooling == "mean" else "the architecture's own sequence-classification head")
     scoring = f"- Head: {head}; logits divided by temperature {manifest.temperature:g}"
-    if manifest.blend:
+    if manifest.blend and manifest.blend.get("combine") == "logistic":
+        (a, b), c = manifest.blend["coef"], manifest.blend["intercept"]
+        scoring += (f"\n- Blend: stacked with a word 1-2 gram TF-IDF + logistic regression model "
+                    f"(`{manifest.blend['file']}`, fitted on the same training rows): the score is "
+                    f"sigmoid({a:.3g} x network log-odds + {b:.3g} x TF-IDF log-odds {c:+.3g}), "
+                    f"fitted on the validation split")
+    elif manifest.blend:
         scoring += (f"\n- Blend: probabilities averaged with a word 1-2 gram TF-IDF + logistic regression model "
                     f"(`{manifest.blend['file']}`, fitted on the same training rows) at weight "
                     f"{manifest.blend['weight']:g}")

@@ -33,7 +33,7 @@ from infer.text import tokenize
 from infer.blend import BLEND_FILE, apply_temperature
 
 from ..benchmarks.baselines import TfidfLogReg
-from ..evaluation.calibration import fit_temperature
+from ..evaluation.calibration import fit_stack, fit_temperature
 from ..evaluation.metrics import classification_metrics, ranking_metrics
 from ..evaluation.tag_metrics import select_tag_thresholds, tag_metrics
 from ..evaluation.threshold import select_threshold
@@ -100,6 +100,14 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
         if ds is not None:
             logger.info("%s: %d rows %s", name, len(ds), label_counts(ds["label"]))
 
+    if recipe.blend.combine == "stack":  # before training, not after it
+        if not task.binary:
+            raise ValueError(f"blend.combine stack needs a binary task with a positive label, got labels {labels}")
+        if splits.get("validation") is None or len(splits["validation"]) == 0:
+            raise ValueError("blend.combine stack fits on the validation split, and there is none")
+        if len(set(splits["validation"]["label"]) & set(labels)) < 2:
+            raise ValueError("blend.combine stack fits on the validation split, which needs rows of both labels")
+
     tag_spec = recipe_tag_spec(recipe)
     # A joint tag head trains inside the network; a separate (tfidf) tag model after it, alone.
     head_spec = tag_spec if recipe.tags.joint else None
@@ -140,13 +148,17 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
                   "training_rows": len(train_ds),
                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": _versions()}
     blend = None
-    if recipe.blend.tfidf_weight > 0:
-        blend = {"kind": "tfidf_logreg", "file": BLEND_FILE, "weight": float(recipe.blend.tfidf_weight)}
+    if recipe.blend.enabled:
+        if recipe.blend.combine == "stack":  # equal weights until fitted on validation, below
+            blend = {"kind": "tfidf_logreg", "file": BLEND_FILE, "combine": "logistic", "coef": [1.0, 1.0],
+                     "intercept": 0.0}
+        else:
+            blend = {"kind": "tfidf_logreg", "file": BLEND_FILE, "weight": float(recipe.blend.tfidf_weight)}
         tfidf = TfidfLogReg(labels, seed=int(recipe.training.get("seed", 42)))
         tfidf.fit(splits["train"]["text"], [label_ids[lab] for lab in splits["train"]["label"]])
         tfidf.export().save(staging / BLEND_FILE)
-        logger.info("blend: TF-IDF + logistic regression (C=%g) at weight %.2f", tfidf.regularisation,
-                    recipe.blend.tfidf_weight)
+        logger.info("blend: TF-IDF + logistic regression (C=%g), combine %s", tfidf.regularisation,
+                    "stack" if recipe.blend.combine == "stack" else f"mean at weight {recipe.blend.tfidf_weight:.2f}")
     manifest = ModelManifest(task, recipe.text, recipe.model.name_or_path, provenance, tags=tag_spec,
                              pooling=recipe.model.pooling, blend=blend)
     manifest.save(staging)
@@ -181,6 +193,14 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, resume: bool = F
             manifest = manifest.replace(temperature=fit_temperature(network, y))
             clf = clf.with_manifest(manifest)
             logger.info("temperature (log-loss on validation): %.3f", manifest.temperature)
+        if name == "validation" and recipe.blend.combine == "stack":
+            pos = task.positive_index
+            coef, intercept = fit_stack(apply_temperature(network, manifest.temperature)[:, pos],
+                                        clf.blend.predict_proba(list(texts))[:, pos], y == pos)
+            manifest = manifest.replace(blend={**manifest.blend, "coef": coef, "intercept": intercept})
+            clf = clf.with_manifest(manifest)
+            logger.info("blend: stacked on validation: %.3f x network + %.3f x TF-IDF log-odds %+.3f",
+                        coef[0], coef[1], intercept)
         probs = clf.combine(network, texts)
         if manifest.blend is not None or manifest.temperature != 1.0:
             metrics.setdefault("components", {})[name] = component_metrics(y, task, network, clf, texts)
