@@ -117,7 +117,7 @@ def test_cross_validation_end_to_end(tiny_base, tmp_path, capsys):
     assert blend_sweep.main(["--predictions", str(out / "predictions.csv"), "--network", "frozen",
                              "--weights", "0,0.25,1"]) == 0
     table = capsys.readouterr().out
-    assert "| 0.25 |" in table and "| fit |" in table
+    assert "| 0.25 |" in table and "| fit |" in table and "| stack |" in table
     assert blend_sweep.main(["--predictions", str(out / "predictions.csv"), "--network", "nope"]) == 2
     assert "no scores of 'nope'" in capsys.readouterr().err
 
@@ -152,11 +152,23 @@ def test_a_blended_finetuned_system_also_reports_its_network_alone(tiny_base, tm
     recipe.update({"blend": {"tfidf_weight": 0.5}, "calibration": {"temperature": "fit"},
                    "tags": {"enabled": True, "mode": "tfidf"}})
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (tmp_path / "stacked.yaml").write_text(yaml.safe_dump({**recipe, "blend": {"combine": "stack"}}))
     systems = [{"name": "tfidf_logreg", "kind": "tfidf_logreg"},
-               {"name": "tuned", "kind": "finetuned", "recipe": str(tmp_path / "recipe.yaml")}]
+               {"name": "tuned", "kind": "finetuned", "recipe": str(tmp_path / "recipe.yaml")},
+               {"name": "stacked", "kind": "finetuned", "recipe": str(tmp_path / "stacked.yaml")}]
     assert main(["--config", str(_config(tmp_path, data, systems, seeds=[0]))]) == 0
     report = json.loads((tmp_path / "out" / "cv.json").read_text())
-    assert list(report["summary"]) == ["tfidf_logreg", "tuned", "tuned (network alone)"]
+    assert list(report["summary"]) == ["tfidf_logreg", "tuned", "tuned (network alone)", "stacked",
+                                       "stacked (network alone)"]
+    # The blend sweep's `stack` row, from the stacked system's network and TF-IDF scores, is what
+    # cross-validating the stacked recipe gave: same fit, same threshold, fold run by fold run.
+    from train.benchmarks import blend_sweep
+
+    sweep = blend_sweep.sweep(blend_sweep.load_predictions(tmp_path / "out" / "predictions.csv"),
+                              "stacked (network alone)", "tfidf_logreg", weights=(0.0, 1.0))
+    expected = sorted((r for r in report["runs"] if r["system"] == "stacked"), key=lambda r: (r["seed"], r["fold"]))
+    for got, run in zip(sweep["weights"]["stack"], expected, strict=True):
+        assert got["auroc"] == pytest.approx(run["auroc"], abs=1e-6) and got["f1"] == pytest.approx(run["f1"])
     blended = {r["fold"]: r for r in report["runs"] if r["system"] == "tuned"}
     alone = {r["fold"]: r for r in report["runs"] if r["system"] == "tuned (network alone)"}
     assert sorted(alone) == sorted(blended) == [0, 1, 2]

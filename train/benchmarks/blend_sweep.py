@@ -10,7 +10,10 @@ each weight in ``--weights``: the threshold re-picked for best F1 on the thresho
 F1, AUROC and AUPRC on the held-out fold, as ``cv`` does for every system. ``fit`` picks the
 weight on each fold run's threshold fold (best AUROC there) before scoring its held-out fold, so
 its row measures what choosing the weight on validation data would deliver; the fixed-weight
-rows, chosen after seeing the held-out folds, are descriptive.
+rows, chosen after seeing the held-out folds, are descriptive. ``stack`` is the recipe's
+``blend.combine: stack``: a logistic regression on the two models' log-odds fitted on each fold
+run's threshold fold (``train.evaluation.calibration.fit_stack``, the function training uses),
+then the threshold picked there as well.
 
 Printed as markdown: mean and standard deviation over fold runs per weight, and the paired
 difference with ``--reference`` (default the other member, i.e. weight 1) on the same fold runs.
@@ -58,18 +61,28 @@ def _aligned(a: dict, b: dict, positive: str) -> tuple[np.ndarray, np.ndarray, n
 
 
 def _measures(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
-    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+    """F1 at ``threshold``, AUROC and AUPRC of positive-class ``scores``, as ``cv`` measures a fold run."""
+    from infer.manifest import TaskSpec
 
-    return {"f1": float(f1_score(y, scores >= threshold, zero_division=0)),
-            "auroc": float(roc_auc_score(y, scores)), "auprc": float(average_precision_score(y, scores))}
+    from .cv import fold_measures
+
+    task = TaskSpec(("other", "positive"), "positive", float(np.clip(threshold, 0.0, 1.0)))
+    scores = np.asarray(scores, dtype=np.float64)
+    measured = fold_measures(np.asarray(y, dtype=int), np.column_stack([1 - scores, scores]), task, None)
+    return {m: measured[m] for m in MEASURES}
 
 
 def sweep(runs: dict, network: str, other: str, weights=DEFAULT_WEIGHTS, positive: str = "grooming") -> dict:
-    """Per weight (and ``"fit"``): the list of per-fold-run measures, in fold-run order."""
+    """Per weight (and ``"fit"``, ``"stack"``): the list of per-fold-run measures, in fold-run order."""
     from sklearn.metrics import roc_auc_score
+
+    from infer.blend import stack_probs
+
+    from ..evaluation.calibration import fit_stack
 
     out: dict = {w: [] for w in weights}
     out["fit"] = []
+    out["stack"] = []
     chosen = []
     for key in sorted(runs):
         systems = runs[key]
@@ -87,6 +100,12 @@ def sweep(runs: dict, network: str, other: str, weights=DEFAULT_WEIGHTS, positiv
         chosen.append(best)
         threshold = select_threshold(y_val, (1 - best) * net_val + best * oth_val, "max_f1")
         out["fit"].append(_measures(y, (1 - best) * net + best * oth, threshold))
+        # Stacked as training does it: fitted, then thresholded, on the threshold fold.
+        coef, intercept = fit_stack(net_val, oth_val, y_val)
+        two = lambda p: np.column_stack([1 - p, p])  # noqa: E731
+        stacked_val = stack_probs(two(net_val), two(oth_val), 1, coef, intercept)[:, 1]
+        threshold = select_threshold(y_val, stacked_val, "max_f1")
+        out["stack"].append(_measures(y, stack_probs(two(net), two(oth), 1, coef, intercept)[:, 1], threshold))
     return {"weights": out, "chosen": chosen, "fold_runs": [list(k) for k in sorted(runs)]}
 
 
@@ -109,7 +128,8 @@ def render(rows: list[dict], result: dict, network: str, other: str, reference, 
     lines = ["# Blend weights under cross-validation", "", "```", command, "```", "",
              f"`(1 - w) * {network} + w * {other}` over {n} fold runs; threshold re-picked (best F1) on each "
              f"threshold fold; `fit`: w picked per fold run on its threshold fold (best AUROC), chosen "
-             f"{', '.join(str(w) for w in result['chosen'])}. Paired with w = {reference}: mean difference "
+             f"{', '.join(str(w) for w in result['chosen'])}; `stack`: a logistic regression on the two "
+             f"log-odds fitted on each threshold fold (`blend.combine: stack`). Paired with w = {reference}: mean difference "
              f"(fold runs won of {n}).", "",
              "| w | F1 | AUROC | AUPRC | F1 vs ref | AUROC vs ref | AUPRC vs ref |", "|---|---|---|---|---|---|---|"]
     for row in rows:

@@ -168,55 +168,58 @@ def run_cv(config: CVConfig, command: str) -> dict:
 
     runs: list[dict] = []
     predictions = PredictionLog(out / "predictions.csv")
-    embedders: dict = {}
-    started_all = time.perf_counter()
-    for seed in config.seeds:
-        assignment = fold_assignments(rows.labels, groups, config.folds, seed)
-        for k in range(config.folds):
-            validation_fold = (k + 1) % config.folds
-            test_idx = np.flatnonzero(assignment == k)
-            val_idx = np.flatnonzero(assignment == validation_fold)
-            train_idx = np.flatnonzero((assignment != k) & (assignment != validation_fold))
-            test = _subset(rows, test_idx)
-            source = TrainingSource(f"seed{seed}-fold{k}", f"seed{seed}/fold{k}",
-                                    f"seed {seed}, fold {k}: {len(train_idx)} training rows",
-                                    _subset(rows, train_idx), _subset(rows, val_idx))
-            seed_everything(seed)
-            # Frozen encoders are shared by every fold run: each text is embedded once.
-            bench = Bench(dataclasses.replace(bench_config, seed=seed), embedders=embedders)
-            y = task.label_indices(test.labels, "cv rows")
-            y_val = task.label_indices(source.validation.labels, "cv rows")
-            member_probs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-            averaged = {m for system in config.averages for m in system.members}
-            for system in config.trained:
-                t0 = time.perf_counter()
-                scorer = bench._train(system, source) if system.kind != "keyword_rules" else bench.scorer(
-                    system, bench_config.datasets[0])
-                probs = scorer.predict_proba(test.texts)
-                val_probs = scorer.predict_proba(source.validation.texts)
-                if system.name in averaged:
-                    member_probs[system.name] = (probs, val_probs)
-                predictions.add(seed, k, system.name, scorer.task, test, probs, source.validation, val_probs)
-                runs.append({"seed": seed, "fold": k, "system": system.name, "n": len(test),
-                             "seconds": round(time.perf_counter() - t0, 1),
-                             **fold_measures(y, probs, scorer.task, _take(hard, test_idx))})
-                logger.info("seed %d fold %d %s: %s", seed, k, system.name,
-                            {m: fmt(runs[-1][m]) for m in MEASURES})
-                if scorer.network is not None:  # a blended fine-tuned folder: its network alone too
-                    network_probs = scorer.network.predict_proba(test.texts)
-                    runs.append({"seed": seed, "fold": k, "system": network_name(system.name), "n": len(test),
-                                 "seconds": 0.0,
-                                 **fold_measures(y, network_probs, scorer.network.task, _take(hard, test_idx))})
-                    predictions.add(seed, k, network_name(system.name), scorer.network.task, test, network_probs,
-                                    source.validation, scorer.network.predict_proba(source.validation.texts))
-            for system in config.averages:
-                probs = weighted_average(system, [member_probs[m][0] for m in system.members])
-                val_probs = weighted_average(system, [member_probs[m][1] for m in system.members])
-                threshold = select_threshold(y_val == task.positive_index, task.scores(val_probs), "max_f1")
-                runs.append({"seed": seed, "fold": k, "system": system.name, "n": len(test), "seconds": 0.0,
-                             **fold_measures(y, probs, task.with_threshold(threshold), _take(hard, test_idx))})
-                predictions.add(seed, k, system.name, task.with_threshold(threshold), test, probs,
-                                source.validation, val_probs)
+    try:  # closed on an error too, with the fold runs so far
+        embedders: dict = {}
+        started_all = time.perf_counter()
+        for seed in config.seeds:
+            assignment = fold_assignments(rows.labels, groups, config.folds, seed)
+            for k in range(config.folds):
+                validation_fold = (k + 1) % config.folds
+                test_idx = np.flatnonzero(assignment == k)
+                val_idx = np.flatnonzero(assignment == validation_fold)
+                train_idx = np.flatnonzero((assignment != k) & (assignment != validation_fold))
+                test = _subset(rows, test_idx)
+                source = TrainingSource(f"seed{seed}-fold{k}", f"seed{seed}/fold{k}",
+                                        f"seed {seed}, fold {k}: {len(train_idx)} training rows",
+                                        _subset(rows, train_idx), _subset(rows, val_idx))
+                seed_everything(seed)
+                # Frozen encoders are shared by every fold run: each text is embedded once.
+                bench = Bench(dataclasses.replace(bench_config, seed=seed), embedders=embedders)
+                y = task.label_indices(test.labels, "cv rows")
+                y_val = task.label_indices(source.validation.labels, "cv rows")
+                member_probs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+                averaged = {m for system in config.averages for m in system.members}
+                for system in config.trained:
+                    t0 = time.perf_counter()
+                    scorer = bench._train(system, source) if system.kind != "keyword_rules" else bench.scorer(
+                        system, bench_config.datasets[0])
+                    probs = scorer.predict_proba(test.texts)
+                    val_probs = scorer.predict_proba(source.validation.texts)
+                    if system.name in averaged:
+                        member_probs[system.name] = (probs, val_probs)
+                    predictions.add(seed, k, system.name, scorer.task, test, probs, source.validation, val_probs)
+                    runs.append({"seed": seed, "fold": k, "system": system.name, "n": len(test),
+                                 "seconds": round(time.perf_counter() - t0, 1),
+                                 **fold_measures(y, probs, scorer.task, _take(hard, test_idx))})
+                    logger.info("seed %d fold %d %s: %s", seed, k, system.name,
+                                {m: fmt(runs[-1][m]) for m in MEASURES})
+                    if scorer.network is not None:  # a blended fine-tuned folder: its network alone too
+                        network_probs = scorer.network.predict_proba(test.texts)
+                        runs.append({"seed": seed, "fold": k, "system": network_name(system.name), "n": len(test),
+                                     "seconds": 0.0,
+                                     **fold_measures(y, network_probs, scorer.network.task, _take(hard, test_idx))})
+                        predictions.add(seed, k, network_name(system.name), scorer.network.task, test, network_probs,
+                                        source.validation, scorer.network.predict_proba(source.validation.texts))
+                for system in config.averages:
+                    probs = weighted_average(system, [member_probs[m][0] for m in system.members])
+                    val_probs = weighted_average(system, [member_probs[m][1] for m in system.members])
+                    threshold = select_threshold(y_val == task.positive_index, task.scores(val_probs), "max_f1")
+                    runs.append({"seed": seed, "fold": k, "system": system.name, "n": len(test), "seconds": 0.0,
+                                 **fold_measures(y, probs, task.with_threshold(threshold), _take(hard, test_idx))})
+                    predictions.add(seed, k, system.name, task.with_threshold(threshold), test, probs,
+                                    source.validation, val_probs)
+    finally:
+        predictions.close()
     names = [s.name for s in config.systems]
     for system in list(config.trained):
         if any(r["system"] == network_name(system.name) for r in runs):
@@ -226,7 +229,6 @@ def run_cv(config: CVConfig, command: str) -> dict:
               "folds": config.folds, "seeds": config.seeds, "use_splits": config.use_splits,
               "reference": config.reference, "seconds": round(time.perf_counter() - started_all, 1),
               "summary": summary, "runs": runs}
-    predictions.close()
     (out / "cv.json").write_text(json.dumps(report, indent=2) + "\n")
     with open(out / "folds.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["seed", "fold", "system", "n", "seconds", *MEASURES])

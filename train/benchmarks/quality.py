@@ -327,13 +327,16 @@ class Bench:
         where = f"trained on `{trained_on}`" if trained_on else "training data not recorded"
         return self._network_scorer(clf, source, f"loaded `{system.model}`, network only ({where})")
 
-    def _network_scorer(self, clf, source: TrainingSource, trained_on: str) -> Scorer:
+    def _network_scorer(self, clf, source: TrainingSource, trained_on: str, model_proba=None) -> Scorer:
         """A blended folder's network alone: its probabilities at the saved temperature, the
-        threshold re-picked on ``source``'s validation rows."""
+        threshold re-picked on ``source``'s validation rows. ``model_proba``: the network's
+        outputs (default ``clf.model_proba``; a fine-tuned system shares a memoised one)."""
         from infer.blend import apply_temperature
 
+        model_proba = model_proba or clf.model_proba
+
         def predict_proba(texts):
-            return apply_temperature(clf.model_proba(texts), clf.manifest.temperature)
+            return apply_temperature(model_proba(texts), clf.manifest.temperature)
 
         task = clf.task.with_threshold(self._validation_threshold(predict_proba, clf.task, source))
         return Scorer(task, predict_proba, trained_on, None,
@@ -376,11 +379,38 @@ class Bench:
         run_dir = Path(self.config.output_dir) / "systems" / system.name / source.slug
         run = train(recipe, run_dir, rows=rows, command=f"benchmark system {system.name} on {source.description}")
         clf = Classifier.from_pretrained(run.model_dir)
-        network = None
-        if clf.manifest.blend is not None:
-            network = self._network_scorer(clf, source, source.description)
-        return Scorer(clf.task, clf.predict_proba, source.description, len(source.train),
+        if clf.manifest.blend is None:
+            return Scorer(clf.task, clf.predict_proba, source.description, len(source.train),
+                          "the recipe's threshold rule on the validation split")
+        # The blended model and its network alone score the same rows (validation for the
+        # network's threshold, then each dataset): one network pass per list of texts serves both.
+        model_proba = _memoised(clf.model_proba)
+
+        def predict_proba(texts):
+            texts = list(texts)
+            return clf.combine(model_proba(texts), texts)
+
+        network = self._network_scorer(clf, source, source.description, model_proba)
+        return Scorer(clf.task, predict_proba, source.description, len(source.train),
                       "the recipe's threshold rule on the validation split", network=network)
+
+
+def _memoised(model_proba: Callable) -> Callable:
+    """``model_proba`` remembering its last few results by the exact list of texts (a read-only
+    copy is returned, so a caller cannot change what the next one gets)."""
+    cache: dict = {}
+
+    def cached(texts):
+        key = tuple(texts)
+        if key not in cache:
+            if len(cache) >= 8:  # validation, a test fold, a few datasets: bounded all the same
+                cache.pop(next(iter(cache)))
+            probs = np.asarray(model_proba(list(key)))
+            probs.setflags(write=False)
+            cache[key] = probs
+        return cache[key]
+
+    return cached
 
 
 def weighted_average(system: SystemConfig, member_probs: list) -> np.ndarray:
