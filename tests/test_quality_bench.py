@@ -189,3 +189,28 @@ def test_an_average_of_systems_not_yet_listed_is_refused(tmp_path):
                {"name": "tfidf_logreg", "kind": "tfidf_logreg"}, {"name": "keyword_rules", "kind": "keyword_rules"}]
     with pytest.raises(ValueError, match="listed before"):
         load_bench_config(_config(tmp_path, data, systems))
+
+
+def test_a_blended_system_and_its_network_alone_share_one_network_pass_per_text_list():
+    from train.benchmarks.quality import _memoised
+
+    calls = []
+
+    def model_proba(texts):
+        calls.append(list(texts))
+        return np.array([[1 - len(t) / 10, len(t) / 10] for t in texts])
+
+    cached = _memoised(model_proba)
+    a, b = ["ab", "abc"], ["a"]
+    first = cached(a)
+    np.testing.assert_allclose(cached(list(a)), first)  # an equal list: no second pass
+    assert calls == [a]
+    with pytest.raises(ValueError):
+        first[0, 0] = 5.0  # read-only: one caller cannot change what the next one gets
+    cached(b)
+    cached(["abc", "ab"])  # another order is another list
+    assert calls == [a, b, ["abc", "ab"]]
+    for i in range(10):  # bounded: the oldest is dropped
+        cached([str(i)])
+    cached(a)
+    assert calls[-1] == a and len(calls) == 14
