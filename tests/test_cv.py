@@ -120,6 +120,13 @@ def test_cross_validation_end_to_end(tiny_base, tmp_path, capsys):
     assert "| 0.25 |" in table and "| fit |" in table and "| stack |" in table
     assert blend_sweep.main(["--predictions", str(out / "predictions.csv"), "--network", "nope"]) == 2
     assert "no scores of 'nope'" in capsys.readouterr().err
+    # Several files pool their fold runs; the same fold run twice is refused.
+    seed9 = tmp_path / "seed9.csv"
+    seed9.write_text((out / "predictions.csv").read_text().replace("\n0,", "\n8,").replace("\n1,", "\n9,"))
+    pooled = blend_sweep.load_predictions(out / "predictions.csv", seed9)
+    assert len(pooled) == 12 and {seed for seed, _ in pooled} == {0, 1, 8, 9}
+    assert blend_sweep.main(["--predictions", str(out / "predictions.csv"), str(out / "predictions.csv")]) == 2
+    assert "also in an earlier file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("systems, cv, message", [

@@ -1,5 +1,6 @@
 """Blend weights under cross-validation, without retraining:
-``python -m train.benchmarks.blend_sweep --predictions runs/cv-authors/predictions.csv``.
+``python -m train.benchmarks.blend_sweep --predictions runs/cv-authors/predictions.csv`` (several
+files, e.g. cross-validation runs of different seeds, are pooled over their fold runs).
 
 The default model averages its network's (temperature-scaled) probabilities with a TF-IDF
 model's, ``(1 - w) * network + w * tfidf`` with ``w = blend.tfidf_weight``. Cross-validation
@@ -36,19 +37,26 @@ MEASURES = ("f1", "auroc", "auprc")
 DEFAULT_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 
 
-def load_predictions(path) -> dict:
-    """``{(seed, fold): {system: {role: {id: (is_positive_label_str, score)}}}}`` from cv's predictions.csv."""
+def load_predictions(*paths) -> dict:
+    """``{(seed, fold): {system: {role: {id: (label, score)}}}}`` from one or more of cv's
+    predictions.csv files (e.g. runs of different seeds, pooled; a fold run in two files is refused)."""
     runs: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"seed", "fold", "system", "role", "id", "label", "score"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: not a cross-validation predictions file (missing columns {sorted(missing)})")
-        for row in reader:
-            runs[(int(row["seed"]), int(row["fold"]))][row["system"]][row["role"]][row["id"]] = (
-                row["label"], float(row["score"]))
-    if not runs:
-        raise ValueError(f"{path}: no predictions")
+    for path in paths:
+        mine: set = set()
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"seed", "fold", "system", "role", "id", "label", "score"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{path}: not a cross-validation predictions file (missing columns {sorted(missing)})")
+            for row in reader:
+                key = (int(row["seed"]), int(row["fold"]))
+                if key not in mine:
+                    if key in runs:
+                        raise ValueError(f"{path}: seed {key[0]} fold {key[1]} is also in an earlier file")
+                    mine.add(key)
+                runs[key][row["system"]][row["role"]][row["id"]] = (row["label"], float(row["score"]))
+        if not mine:
+            raise ValueError(f"{path}: no predictions")
     return runs
 
 
@@ -144,7 +152,9 @@ def main(argv=None, prog: str = "python -m train.benchmarks.blend_sweep") -> int
 
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
-    p.add_argument("--predictions", required=True, help="predictions.csv written by python -m train.benchmarks.cv")
+    p.add_argument("--predictions", required=True, nargs="+",
+                   help="predictions.csv written by python -m train.benchmarks.cv; several (e.g. of different "
+                        "seeds) are pooled over their fold runs")
     p.add_argument("--network", default="minilm_default (network alone)",
                    help="the system whose scores get weight 1 - w (default: %(default)s)")
     p.add_argument("--other", default="tfidf_logreg", help="the system whose scores get weight w (default: %(default)s)")
@@ -157,7 +167,7 @@ def main(argv=None, prog: str = "python -m train.benchmarks.blend_sweep") -> int
         weights = tuple(float(w) for w in args.weights.split(","))
         if not weights or min(weights) < 0 or max(weights) > 1:
             raise ValueError("--weights must lie in [0, 1]")
-        runs = load_predictions(args.predictions)
+        runs = load_predictions(*args.predictions)
         result = sweep(runs, args.network, args.other, weights, args.positive_label)
         reference = 1.0 if 1.0 in weights else weights[-1]
         rows = summarise(result, reference)
