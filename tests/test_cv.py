@@ -155,7 +155,7 @@ def test_a_blended_finetuned_system_also_reports_its_network_alone(tiny_base, tm
     write_jsonl(data, tag_rows(rows))  # the corpus's tag lists, which the recipe's tag model trains on
     recipe = tiny_recipe(tiny_base, {s: tmp_path / f"never_read_{s}.jsonl" for s in ("train", "validation", "test")},
                          num_train_epochs=1)
-    # The shipped default's shape: blended, temperature-scaled, with a separate TF-IDF tag model.
+    # Blended (averaged; `stacked` below: the shipped default), temperature-scaled, with a separate TF-IDF tag model.
     recipe.update({"blend": {"tfidf_weight": 0.5}, "calibration": {"temperature": "fit"},
                    "tags": {"enabled": True, "mode": "tfidf"}})
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
