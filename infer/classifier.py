@@ -288,7 +288,7 @@ class Classifier:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities, shape ``(len(texts), len(labels))``, rows in input order: the
-        network's (:meth:`model_proba`) at the manifest's temperature, averaged with the blended
+        network's (:meth:`model_proba`) at the manifest's temperature, averaged or stacked with the blended
         model's where the folder has one (:mod:`infer.blend`)."""
         texts = list(texts)
         return self.combine(self.model_proba(texts), texts)

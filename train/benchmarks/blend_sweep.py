@@ -2,8 +2,9 @@
 ``python -m train.benchmarks.blend_sweep --predictions runs/cv-authors/predictions.csv`` (several
 files, e.g. cross-validation runs of different seeds, are pooled over their fold runs).
 
-The default model averages its network's (temperature-scaled) probabilities with a TF-IDF
-model's, ``(1 - w) * network + w * tfidf`` with ``w = blend.tfidf_weight``. Cross-validation
+A blended model combines its network's (temperature-scaled) probabilities with a TF-IDF
+model's: averaged, ``(1 - w) * network + w * tfidf`` with ``w = blend.tfidf_weight``
+(``blend.combine: mean``), or stacked (``blend.combine: stack``, the default recipe's). Cross-validation
 (``train.benchmarks.cv``) writes every system's score for every row of every fold run to
 ``predictions.csv``, both on the held-out fold (``role`` test) and on the fold that picks the
 threshold (``role`` threshold). From those scores this recomputes, per fold run, the blend at
@@ -137,8 +138,8 @@ def render(rows: list[dict], result: dict, network: str, other: str, reference, 
              f"`(1 - w) * {network} + w * {other}` over {n} fold runs; threshold re-picked (best F1) on each "
              f"threshold fold; `fit`: w picked per fold run on its threshold fold (best AUROC), chosen "
              f"{', '.join(str(w) for w in result['chosen'])}; `stack`: a logistic regression on the two "
-             f"log-odds fitted on each threshold fold (`blend.combine: stack`). Paired with w = {reference}: mean difference "
-             f"(fold runs won of {n}).", "",
+             f"log-odds fitted on each threshold fold (`blend.combine: stack`). Paired with w = {reference}: "
+             f"mean difference (fold runs won of {n}).", "",
              "| w | F1 | AUROC | AUPRC | F1 vs ref | AUROC vs ref | AUPRC vs ref |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         cells = [f"{row[m][0]:.3f} +- {row[m][1]:.3f}" for m in MEASURES]
