@@ -396,8 +396,8 @@ class Bench:
 
 
 def _memoised(model_proba: Callable) -> Callable:
-    """``model_proba`` remembering its last few results by the exact list of texts (a read-only
-    copy is returned, so a caller cannot change what the next one gets)."""
+    """``model_proba`` remembering its last few results by the exact list of texts (each result is
+    made read-only, so a caller cannot change what the next one gets)."""
     cache: dict = {}
 
     def cached(texts):
